@@ -1,0 +1,24 @@
+"""bayes_lmm: Bayesian linear mixed-effects models ``y = Xβ + Zu + e`` on PyMC and ArviZ.
+
+>>> import bayes_lmm as bl
+>>> fit = bl.fit("weight ~ genotype + (1|pot)", data, coding="full", factors=["genotype"])
+>>> fit.contrast("genotype[1] - genotype[2]")
+"""
+
+from .api import build, fit, fit_matrices
+from .design import Design, design_from_formula, design_from_matrices
+from .errors import BayesLMMError, DataError, EstimabilityError, SpecificationError
+from .results import Diagnostics, Fit
+from .spec import (
+    LKJ, Exponential, HalfCauchy, HalfNormal, HalfStudentT, InverseGamma, ModelSpec, Normal,
+    Prior, StudentT,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "fit", "fit_matrices", "build", "Fit", "Diagnostics", "Design", "design_from_formula",
+    "design_from_matrices", "BayesLMMError", "DataError", "SpecificationError",
+    "EstimabilityError", "Prior", "Normal", "StudentT", "HalfNormal", "HalfStudentT",
+    "HalfCauchy", "Exponential", "InverseGamma", "LKJ", "ModelSpec",
+]

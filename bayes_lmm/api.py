@@ -1,0 +1,141 @@
+"""The facade: ``fit`` (formula), ``fit_matrices`` (explicit X and Z), ``build``.
+
+Each call runs the pipeline spec → design → priors → graph → sampling → results.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import pymc as pm
+
+from .design import Design, design_from_formula, design_from_matrices
+from .errors import SpecificationError
+from .graph import build_model
+from .priors import PriorSet, resolve_priors
+from .results import Fit
+from .sampling import resolve_sampler, sample
+from .spec import ModelSpec, SamplerOptions, normalize_priors
+
+
+def default_target_accept(design: Design) -> float:
+    """Target acceptance for NUTS, raised for small designs.
+
+    With few levels per factor or few rows the posterior of σ_j has a long tail towards 0
+    (a funnel for latent u); smaller steps avoid the divergences that peers show on the
+    notes' 4-pot example.
+    """
+    fewest = min((b.n_levels for b in design.blocks), default=100)
+    if fewest < 10 or design.n < 50:
+        return 0.99
+    if fewest < 30:
+        return 0.95
+    return 0.9
+
+
+def resolve_parameterization(requested: str, design: Design) -> str:
+    """``auto`` → non-centered (the robust choice for few groups)."""
+    if requested == "auto":
+        return "noncentered"
+    if requested == "marginal":
+        raise SpecificationError("parameterization='marginal' is not available yet; use 'noncentered' or 'centered'")
+    return requested
+
+
+def build(spec: ModelSpec, design: Design, *, parameterization: str | None = None) -> tuple[pm.Model, PriorSet, str]:
+    """Resolve priors and build the PyMC model without sampling (for inspection and tests)."""
+    prior_set = resolve_priors(spec.prior_overrides, design)
+    param = resolve_parameterization(parameterization or spec.parameterization, design)
+    return build_model(design, prior_set, parameterization=param), prior_set, param
+
+
+def _run(spec: ModelSpec, design: Design, options: SamplerOptions) -> Fit:
+    model, prior_set, param = build(spec, design)
+    sampler = resolve_sampler(options.sampler)
+    target = options.target_accept if options.target_accept is not None else default_target_accept(design)
+    idata = sample(
+        model, sampler=sampler, draws=options.draws, tune=options.tune, chains=options.chains,
+        random_seed=options.random_seed, target_accept=float(target), progressbar=options.progressbar,
+    )
+    result = Fit(spec=spec, options=options, design=design, prior_set=prior_set, idata=idata,
+                 parameterization=param, sampler=sampler, target_accept=float(target))
+    problems = result.diagnostics().problems()
+    for p in problems:
+        warnings.warn(p, UserWarning, stacklevel=3)
+    return result
+
+
+def fit_matrices(
+    y, X, Z: Mapping[str, Any] | None, *, x_names: Sequence[str] | None = None,
+    priors: Mapping[str, Any] | None = None, parameterization: str = "noncentered",
+    sampler: str = "pymc", draws: int = 1000, tune: int = 1000, chains: int = 4,
+    random_seed: int | None = None, target_accept: float | None = None, progressbar: bool = True,
+) -> Fit:
+    """Fit ``y = Xβ + Σ_j Z_j u_j + e`` from explicit matrices by NUTS.
+
+    Parameters
+    ----------
+    y : array-like, shape (n,)
+    X : array-like or DataFrame, shape (n, p)
+        May be rank-deficient, like the notes' ``[1, genotype1, genotype2]``: the priors
+        keep the posterior proper and only estimable Cβ are reported by :meth:`Fit.contrast`.
+    Z : mapping of name to array-like or DataFrame (n, q_j)
+        One variance component per block, ``u_j ~ N(0, σ_j² I)``; a DataFrame's columns name
+        the levels. ``e ~ N(0, σ_e² I)``.
+    x_names : sequence of str, optional
+    priors : mapping, optional
+        Overrides keyed by a column of X, a block name, ``fixed``, ``random``, ``Residual``.
+    parameterization : {"noncentered", "centered", "auto"}
+    sampler : {"pymc", "nutpie", "auto"}
+    draws, tune, chains : int
+    random_seed : int, optional
+    target_accept : float, optional
+        Default: 0.99 for small designs, 0.95 or 0.9 for larger ones.
+    progressbar : bool
+
+    Returns
+    -------
+    Fit
+    """
+    options = SamplerOptions(sampler=sampler, draws=draws, tune=tune, chains=chains,
+                             random_seed=random_seed, target_accept=target_accept,
+                             progressbar=progressbar)
+    spec = ModelSpec(formula=None, coding="full", priors=normalize_priors(priors),
+                     parameterization=parameterization)
+    design = design_from_matrices(y, X, Z, x_names=x_names)
+    return _run(spec, design, options)
+
+
+def fit(
+    formula: str, data: pd.DataFrame, *, coding: str = "treatment", factors: Sequence[str] = (),
+    priors: Mapping[str, Any] | None = None, parameterization: str = "noncentered",
+    sampler: str = "pymc", draws: int = 1000, tune: int = 1000, chains: int = 4,
+    random_seed: int | None = None, target_accept: float | None = None, progressbar: bool = True,
+) -> Fit:
+    """Fit an lme4-style formula such as ``y ~ genotype + (1|pot)`` by NUTS.
+
+    Parameters
+    ----------
+    formula : str
+        Fixed part as in formulae/patsy (``a * x``); random terms ``(1|g)``, ``(1|a/b)``
+        (nested), ``(1 + x|g)`` (correlated, LKJ prior), ``(x||g)`` (uncorrelated).
+        Only the transforms log, exp, sqrt, scale, center and C may be called.
+    data : DataFrame
+        Never modified.
+    coding : {"treatment", "full"}
+        ``treatment``: reference level dropped (labels like ``genotype[2]``); ``full``: the
+        notes' overparameterized X (``Intercept, genotype[1], genotype[2]``).
+    factors : sequence of str
+        Numeric columns to treat as categorical in the fixed part (e.g. genotype coded 1, 2).
+    priors, parameterization, sampler, draws, tune, chains, random_seed, target_accept, progressbar
+        As in :func:`fit_matrices`.
+    """
+    options = SamplerOptions(sampler=sampler, draws=draws, tune=tune, chains=chains,
+                             random_seed=random_seed, target_accept=target_accept,
+                             progressbar=progressbar)
+    spec = ModelSpec(formula=formula, coding=coding, priors=normalize_priors(priors),
+                     parameterization=parameterization, factors=tuple(factors))
+    design = design_from_formula(formula, data, coding=coding, factors=factors)
+    return _run(spec, design, options)

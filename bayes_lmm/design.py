@@ -1,0 +1,487 @@
+"""The design: y, X with column labels, and one block per random factor.
+
+A random block holds, for each row, the index of its level and the values multiplying
+that level's coefficients (1 for a random intercept, the covariate for a slope). Z is never
+needed to fit: the graph gathers ``u[level_index]``. The dense Z, G and the symbolic
+``Var(y) = ZGZ' + R`` are available for teaching and tests.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, SpecificationError
+from .formula import FixedEncoder, RandomEncoder, parse_formula, response_values
+
+RESIDUAL = "Residual"
+
+
+@dataclass(frozen=True, eq=False)
+class RandomBlock:
+    """One random factor: ``u_b`` has one row per level and one column per coefficient.
+
+    Attributes
+    ----------
+    group : str
+        Grouping factor (``pot``, ``litter:animal``; the block name on the matrix path).
+    coef_names : tuple of str
+        Coefficients per level: ``("1",)`` for an intercept, ``("1", "Days")`` for a slope.
+    levels : tuple of str
+        Level labels in the order of u's entries.
+    index : ndarray of int, shape (n,)
+        Level of each row (rows that belong to no level have ``values`` 0).
+    values : ndarray, shape (n, k)
+        Row ``i`` contributes ``values[i] @ u_b[index[i]]`` to Zu.
+    correlated : bool
+        Whether the k coefficients share a full covariance matrix G_b (LKJ prior).
+    components : tuple of str
+        Name of the variance component of each coefficient (rows of the variance table).
+    dense : ndarray or None
+        Z block for matrix input that is not one-level-per-row (then index/values are unused).
+    """
+
+    group: str
+    coef_names: tuple[str, ...]
+    levels: tuple[str, ...]
+    index: np.ndarray
+    values: np.ndarray
+    correlated: bool
+    components: tuple[str, ...]
+    dense: np.ndarray | None = None
+    encoder: Any = field(default=None, repr=False)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def n_coefs(self) -> int:
+        return len(self.coef_names)
+
+    @property
+    def u_labels(self) -> list[str]:
+        """Coordinate labels of this block's entries of u, level-major."""
+        if self.n_coefs == 1 and self.coef_names[0] in ("1", self.group):
+            return [f"{self.group}[{lev}]" for lev in self.levels]
+        return [f"{self.group}[{lev}, {c}]" for lev in self.levels for c in self.coef_names]
+
+    def z_matrix(self) -> np.ndarray:
+        """The dense n × (levels·k) block Z_b, columns in the order of :attr:`u_labels`."""
+        if self.dense is not None:
+            return self.dense.copy()
+        n, k = self.values.shape
+        z = np.zeros((n, self.n_levels * k))
+        rows = np.arange(n)
+        for c in range(k):
+            z[rows, self.index * k + c] += self.values[:, c]
+        return z
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """Everything numeric the model needs: y, X (+labels) and the random blocks.
+
+    Build one with :func:`design_from_matrices` or :func:`design_from_formula`.
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    x_names: tuple[str, ...]
+    blocks: tuple[RandomBlock, ...]
+    y_name: str = "y"
+    row_labels: tuple[str, ...] = ()
+    fixed_encoder: Any = field(default=None, repr=False)
+    formula: str | None = None
+    factor_columns: tuple[str, ...] = ()
+    data: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    @property
+    def p(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """Variance components of the random part, in order (``Residual`` excluded)."""
+        return tuple(c for b in self.blocks for c in b.components)
+
+    @property
+    def u_labels(self) -> list[str]:
+        return [lab for b in self.blocks for lab in b.u_labels]
+
+    @property
+    def Z(self) -> np.ndarray:
+        """The dense n × q matrix Z = [Z_1 … Z_m] (for teaching and tests only)."""
+        if not self.blocks:
+            return np.zeros((self.n, 0))
+        return np.hstack([b.z_matrix() for b in self.blocks])
+
+    @property
+    def rank(self) -> int:
+        return int(np.linalg.matrix_rank(self.X)) if self.p else 0
+
+    def block(self, name: str) -> RandomBlock:
+        for b in self.blocks:
+            if b.group == name or name in b.components:
+                return b
+        raise SpecificationError(
+            f"no random factor {name!r}; the model has {[b.group for b in self.blocks]}"
+        )
+
+    def G(self, covariances: Mapping[str, np.ndarray]) -> np.ndarray:
+        """G = Var(u) given each block's k×k covariance (keyed by group), block-diagonal."""
+        parts = [np.kron(np.eye(b.n_levels), np.asarray(covariances[b.group])) for b in self.blocks]
+        if not parts:
+            return np.zeros((0, 0))
+        q = sum(p.shape[0] for p in parts)
+        g = np.zeros((q, q))
+        at = 0
+        for p in parts:
+            g[at : at + p.shape[0], at : at + p.shape[0]] = p
+            at += p.shape[0]
+        return g
+
+    def var_y_structure(self, rows: Sequence[int] | slice | None = None) -> pd.DataFrame:
+        """The symbolic block of ``Var(y) = ZGZ' + R`` for the chosen rows.
+
+        Entries read like the notes' tables, e.g. ``σ²_litter + σ²_litter:animal + σ²_e``.
+        For correlated random slopes, covariances appear as ``σ_(1,Days)|Subject`` and
+        covariate values as factors.
+        """
+        idx = _row_selection(rows, self.n)
+        names = [self.row_labels[i] if self.row_labels else str(i) for i in idx]
+        table = pd.DataFrame("", index=names, columns=names, dtype=object)
+        zs = {b.group: b.z_matrix() for b in self.blocks}
+        for a_pos, a in enumerate(idx):
+            for b_pos, b in enumerate(idx):
+                terms: list[str] = []
+                for blk in self.blocks:
+                    z = zs[blk.group]
+                    k = blk.n_coefs
+                    za = z[a].reshape(-1, k) if blk.dense is None else None
+                    zb = z[b].reshape(-1, k) if blk.dense is None else None
+                    if blk.dense is not None:
+                        coef = float(z[a] @ z[b])
+                        if coef != 0:
+                            terms.append(_scaled(coef, f"σ²_{_sym(blk.components[0], blk)}"))
+                        continue
+                    for c1 in range(k):
+                        for c2 in range(k):
+                            if c1 != c2 and not blk.correlated:
+                                continue
+                            coef = float(za[:, c1] @ zb[:, c2])
+                            if coef == 0 or (c2 < c1):
+                                continue
+                            if c1 == c2:
+                                terms.append(_scaled(coef, f"σ²_{_sym(blk.components[c1], blk)}"))
+                            else:
+                                coef += float(za[:, c2] @ zb[:, c1])
+                                pair = f"σ_({blk.coef_names[c1]},{blk.coef_names[c2]})|{blk.group}"
+                                terms.append(_scaled(coef, pair))
+                if a == b:
+                    terms.append("σ²_e")
+                table.iloc[a_pos, b_pos] = " + ".join(terms) if terms else "0"
+        return table
+
+
+def _sym(component: str, blk: RandomBlock) -> str:
+    # "1|pot" reads as σ²_pot, as in the notes; slopes keep their term name
+    if component.startswith("1|"):
+        return component[2:]
+    return component
+
+
+def _scaled(coef: float, symbol: str) -> str:
+    if coef == 1:
+        return symbol
+    return f"{coef:g}·{symbol}"
+
+
+def _row_selection(rows, n: int) -> list[int]:
+    if rows is None:
+        return list(range(min(n, 10)))
+    if isinstance(rows, slice):
+        return list(range(n))[rows]
+    idx = [int(r) for r in np.atleast_1d(rows)]
+    bad = [r for r in idx if not -n <= r < n]
+    if bad:
+        raise DataError(f"rows {bad} are out of range for {n} observations")
+    return [r % n for r in idx]
+
+
+def _numeric_2d(value, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} must be numeric; it contains values that are not numbers") from None
+    return arr
+
+
+def _check_finite(arr: np.ndarray, what: str, labels: Sequence[str] | None = None) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        if arr.ndim == 2:
+            rows, cols = np.nonzero(bad)
+            where = ", ".join(
+                f"row {r}" + (f" column {labels[c]!r}" if labels is not None else f" column {c}")
+                for r, c in list(zip(rows, cols))[:5]
+            )
+        else:
+            where = ", ".join(f"row {r}" for r in np.nonzero(bad)[0][:5])
+        raise DataError(f"{what} has {int(bad.sum())} missing or non-finite values (first: {where})")
+
+
+def _check_y(y: np.ndarray, name: str) -> None:
+    if y.ndim != 1:
+        raise DataError(f"y must be one-dimensional, got shape {y.shape}")
+    if y.size == 0:
+        raise DataError("y is empty: there are no observations to fit")
+    _check_finite(y, f"response {name!r}")
+    if y.size > 1 and np.ptp(y) == 0:
+        raise DataError(f"response {name!r} is constant ({y[0]:g}); there is no variation to model")
+
+
+def _single_level_error(name: str, level: str) -> DataError:
+    return DataError(
+        f"random factor {name!r} has a single level ({level!r}); a variance component "
+        f"needs at least two levels"
+    )
+
+
+def design_from_matrices(
+    y, X, Z: Mapping[str, Any] | None, *, x_names: Sequence[str] | None = None
+) -> Design:
+    """Build a :class:`Design` from explicit y, X and a mapping of Z blocks.
+
+    Parameters
+    ----------
+    y : array-like, shape (n,)
+    X : array-like or DataFrame, shape (n, p)
+        May be rank-deficient (the notes' ``[1, genotype1, genotype2]``).
+    Z : mapping of str to array-like or DataFrame, each (n, q_j)
+        One variance component per block: ``u_j ~ N(0, σ_j² I)``. A DataFrame's columns
+        name the levels. Blocks with one nonzero entry per row are fitted by index-gather.
+    x_names : sequence of str, optional
+        Labels of X's columns (default: the DataFrame's columns, else ``x0, x1, …``).
+    """
+    y_arr = _numeric_2d(np.asarray(y).reshape(-1) if np.ndim(y) == 2 and 1 in np.shape(y) else y, "y")
+    _check_y(y_arr, "y")
+    n = y_arr.size
+    if isinstance(X, pd.DataFrame):
+        names = [str(c) for c in X.columns] if x_names is None else list(x_names)
+    else:
+        names = None if x_names is None else list(x_names)
+    X_arr = _numeric_2d(X, "X")
+    if X_arr.ndim == 1:
+        X_arr = X_arr.reshape(-1, 1)
+    if X_arr.ndim != 2 or X_arr.shape[0] != n:
+        raise DataError(f"X must have shape (n, p) with n = len(y) = {n}; got {X_arr.shape}")
+    if X_arr.shape[1] == 0:
+        raise DataError("X has no columns; include at least an intercept column of ones")
+    if names is None:
+        names = [f"x{j}" for j in range(X_arr.shape[1])]
+    if len(names) != X_arr.shape[1]:
+        raise DataError(f"x_names has {len(names)} labels but X has {X_arr.shape[1]} columns")
+    if len(set(names)) != len(names):
+        dup = sorted({v for v in names if names.count(v) > 1})
+        raise DataError(f"column labels of X must be unique; repeated: {dup}")
+    _check_finite(X_arr, "X", names)
+    if Z is None:
+        Z = {}
+    if not isinstance(Z, Mapping):
+        raise SpecificationError(
+            "Z must be a mapping from a random factor's name to its n × q_j block, "
+            "e.g. {'pot': Z_pot}"
+        )
+    blocks = []
+    for key, block in Z.items():
+        name = str(key)
+        if name == RESIDUAL:
+            raise SpecificationError(f"{RESIDUAL!r} is reserved for σ_e; rename that Z block")
+        levels = [str(c) for c in block.columns] if isinstance(block, pd.DataFrame) else None
+        z = _numeric_2d(block, f"Z block {name!r}")
+        if z.ndim == 1:
+            z = z.reshape(-1, 1)
+        if z.ndim != 2 or z.shape[0] != n:
+            raise DataError(f"Z block {name!r} must have n = {n} rows; got shape {z.shape}")
+        _check_finite(z, f"Z block {name!r}", levels)
+        q = z.shape[1]
+        if levels is None:
+            levels = [str(j + 1) for j in range(q)]
+        if len(set(levels)) != len(levels):
+            raise DataError(f"Z block {name!r} has repeated level names")
+        if q < 2:
+            raise _single_level_error(name, levels[0] if levels else "?")
+        unused = [levels[j] for j in range(q) if not np.any(z[:, j])]
+        if unused:
+            raise DataError(f"Z block {name!r}: levels {unused[:5]} have no observations (all-zero columns)")
+        nonzero = (z != 0).sum(axis=1)
+        if np.all(nonzero <= 1):
+            index = np.where(nonzero == 1, np.argmax(z != 0, axis=1), 0)
+            values = z[np.arange(n), index].reshape(-1, 1) * (nonzero == 1).reshape(-1, 1)
+            dense = None
+        else:
+            index = np.zeros(n, dtype=int)
+            values = np.zeros((n, 1))
+            dense = z.copy()
+        blocks.append(
+            RandomBlock(
+                group=name, coef_names=(name,), levels=tuple(levels), index=index.astype(np.int64),
+                values=values, correlated=False, components=(name,), dense=dense,
+            )
+        )
+    return Design(
+        y=y_arr.copy(), X=X_arr.copy(), x_names=tuple(names), blocks=tuple(blocks),
+        row_labels=tuple(str(i) for i in range(n)),
+    )
+
+
+# --------------------------------------------------------------------------- formulas
+
+
+def _natural_levels(values: pd.Series) -> list:
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return [c for c in values.cat.categories if c in set(values)]
+    uniq = pd.unique(values)
+    try:
+        return sorted(uniq)
+    except TypeError:
+        return sorted(uniq, key=str)
+
+
+def _prepare_data(data: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if data.shape[0] == 0:
+        raise DataError("data has no rows")
+    if data.columns.duplicated().any():
+        dup = sorted({str(c) for c in data.columns[data.columns.duplicated()]})
+        raise DataError(f"data has duplicated column names: {dup}")
+    frame = data.copy()  # never touch the caller's data
+    for col in factors:
+        if col not in frame.columns:
+            raise DataError(f"factor column {col!r} is not in the data; columns are {list(frame.columns)}")
+        frame[col] = pd.Categorical(frame[col], categories=_natural_levels(frame[col]))
+    return frame
+
+
+def _check_columns(parsed, frame: pd.DataFrame) -> list[str]:
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", " ", parsed.formula)
+    tokens = re.findall(r"(?<![\w.])([A-Za-z_][A-Za-z0-9_.]*)(?!\s*\()", text)
+    used = []
+    for tok in tokens:
+        if tok in frame.columns:
+            if tok not in used:
+                used.append(tok)
+        else:
+            raise DataError(
+                f"column {tok!r} used in the formula is not in the data; columns are "
+                f"{[str(c) for c in frame.columns]}"
+            )
+    for col in used:
+        missing = frame[col].isna()
+        if missing.any():
+            rows = list(frame.index[missing][:5])
+            raise DataError(
+                f"column {col!r} has {int(missing.sum())} missing values (rows {rows}"
+                f"{', …' if missing.sum() > 5 else ''}); remove or impute them first, "
+                f"bayes_lmm never drops rows silently"
+            )
+    return used
+
+
+def design_from_formula(
+    formula: str, data: pd.DataFrame, *, coding: str = "treatment", factors: Sequence[str] = ()
+) -> Design:
+    """Build a :class:`Design` from an lme4-style formula and a DataFrame.
+
+    Grouping columns are always treated as factors; ``factors`` names further columns
+    (e.g. a numerically coded genotype) to treat as categorical in the fixed part.
+    The caller's DataFrame is copied, never modified.
+    """
+    parsed = parse_formula(formula)
+    grouping = sorted({v for t in parsed.random for v in t.variables})
+    frame = _prepare_data(data, list(factors))
+    used = _check_columns(parsed, frame)
+    for col in grouping:
+        if col not in frame.columns:
+            raise DataError(f"grouping column {col!r} is not in the data")
+    y = response_values(parsed, frame)
+    _check_y(y, parsed.response)
+    fixed = FixedEncoder(parsed, frame, coding)
+    X = fixed.matrix()
+    n = len(y)
+    blocks: list[RandomBlock] = []
+    by_key: dict[tuple[str, str], list] = {}
+    order: list[tuple[str, str]] = []
+    for term in parsed.random:
+        enc = RandomEncoder(term, frame)
+        key = (term.lhs, term.group)
+        by_key[key] = [term, enc]
+        order.append(key)
+    for key in order:
+        term, enc = by_key[key]
+        labels = _group_labels(frame, term.variables)
+        levels = _natural_levels(labels)
+        if len(levels) < 2:
+            raise _single_level_error(term.group, str(levels[0]))
+        lookup = {lev: i for i, lev in enumerate(levels)}
+        index = labels.map(lookup).to_numpy(dtype=np.int64)
+        values = enc.values()
+        comps = tuple(f"{c}|{term.group}" for c in enc.coef_names)
+        blocks.append(
+            RandomBlock(
+                group=term.group, coef_names=enc.coef_names, levels=tuple(str(v) for v in levels),
+                index=index, values=values, correlated=len(enc.coef_names) > 1, components=comps,
+                encoder=enc,
+            )
+        )
+    comps = [c for b in blocks for c in b.components]
+    dup = sorted({c for c in comps if comps.count(c) > 1})
+    if dup:
+        raise SpecificationError(f"variance components {dup} are specified twice in {formula!r}")
+    _ = used
+    return Design(
+        y=y, X=X, x_names=fixed.names, blocks=tuple(blocks), y_name=parsed.response,
+        row_labels=tuple(str(i) for i in frame.index)[:n], fixed_encoder=fixed, formula=formula,
+        factor_columns=tuple(factors), data=frame,
+    )
+
+
+def _group_labels(frame: pd.DataFrame, variables: Sequence[str]) -> pd.Series:
+    parts = [frame[v].astype(str) for v in variables]
+    labels = parts[0]
+    for p in parts[1:]:
+        labels = labels + ":" + p
+    if len(variables) == 1 and isinstance(frame[variables[0]].dtype, pd.CategoricalDtype):
+        return frame[variables[0]].astype(str)
+    if len(variables) == 1:
+        # natural (numeric-aware) level order for a single numeric column
+        col = frame[variables[0]]
+        if pd.api.types.is_numeric_dtype(col):
+            order = [str(v) for v in sorted(pd.unique(col))]
+            return pd.Series(pd.Categorical(col.astype(str), categories=order), index=frame.index)
+    return labels
+
+
+def new_data_blocks(design: Design, data: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For new data: per block, (level index with -1 for unseen levels, values)."""
+    frame = _prepare_data(data, [c for c in design.factor_columns if c in data.columns])
+    out = []
+    for blk in design.blocks:
+        missing = [v for v in blk.encoder.term.variables if v not in frame.columns]
+        if missing:
+            raise DataError(f"new data lacks grouping column(s) {missing}")
+        labels = _group_labels(frame, blk.encoder.term.variables).astype(str)
+        lookup = {lev: i for i, lev in enumerate(blk.levels)}
+        index = labels.map(lambda s: lookup.get(s, -1)).to_numpy(dtype=np.int64)
+        out.append((index, blk.encoder.new_values(frame)))
+    return out

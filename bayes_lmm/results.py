@@ -1,0 +1,496 @@
+"""The :class:`Fit`: spec, design, priors and InferenceData, with the summaries users read.
+
+Every table is a pandas DataFrame indexed by the names users wrote (columns of X, variance
+components, contrast labels). Interval arguments: ``prob`` (mass) and ``interval``
+(``"eti"`` equal-tailed, ``"hdi"`` highest density).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import contrasts as _contrasts
+from . import variance as _variance
+from .design import RESIDUAL, Design, _row_selection, new_data_blocks
+from .errors import DataError, SpecificationError
+from .priors import PriorSet
+from .spec import NEW_GROUPS, ModelSpec, SamplerOptions
+
+#: thresholds behind the diagnostics warnings
+RHAT_MAX = 1.01
+ESS_MIN_PER_CHAIN = 100
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Convergence diagnostics of a fit."""
+
+    divergences: int
+    draws: int
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    chains: int
+    target_accept: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems()
+
+    def problems(self) -> list[str]:
+        """Plain-language description of each problem, with what to do about it."""
+        out = []
+        if self.divergences:
+            out.append(
+                f"{self.divergences} of {self.draws} draws ended in a divergence (target_accept "
+                f"was {self.target_accept:g}); the posterior may be biased. Try "
+                f"target_accept=0.99, parameterization='centered' for many groups with lots of "
+                f"data each, or more informative priors on the variance components."
+            )
+        if self.max_rhat > RHAT_MAX:
+            out.append(
+                f"max R-hat is {self.max_rhat:.3f} (> {RHAT_MAX}): the chains disagree. "
+                f"Run more tune/draws or check the model for weakly identified parameters."
+            )
+        if self.min_ess_bulk < ESS_MIN_PER_CHAIN * self.chains:
+            out.append(
+                f"smallest bulk ESS is {self.min_ess_bulk:.0f} (< {ESS_MIN_PER_CHAIN} per chain): "
+                f"intervals are imprecise. Draw more samples."
+            )
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "divergences": self.divergences, "draws": self.draws, "max_rhat": self.max_rhat,
+            "min_ess_bulk": self.min_ess_bulk, "min_ess_tail": self.min_ess_tail,
+            "chains": self.chains, "target_accept": self.target_accept,
+        }
+
+
+@dataclass(frozen=True)
+class VarY:
+    """Posterior summary of Var(y) for chosen rows: three row × row tables."""
+
+    mean: pd.DataFrame
+    lower: pd.DataFrame
+    upper: pd.DataFrame
+
+
+class Fit:
+    """A fitted Bayesian linear mixed model.
+
+    Attributes
+    ----------
+    idata : arviz.InferenceData
+        ``posterior`` holds ``beta`` (dim ``coef``), ``sigma`` (dim ``component``: each σ_j
+        and σ_e as ``Residual``), ``u`` (dim ``u``) and, for correlated random effects,
+        ``correlation``; also ``sample_stats`` and ``observed_data``.
+    design : Design
+        y, X (``design.X``, ``design.x_names``), the random blocks, dense ``design.Z``.
+    spec : ModelSpec
+    options : SamplerOptions
+    parameterization : str
+        The parameterization actually used (``auto`` resolved).
+    sampler : str
+        The sampler actually used.
+    """
+
+    def __init__(self, *, spec: ModelSpec, options: SamplerOptions, design: Design,
+                 prior_set: PriorSet, idata: az.InferenceData, parameterization: str,
+                 sampler: str, target_accept: float):
+        self.spec = spec
+        self.options = options
+        self.design = design
+        self.prior_set = prior_set
+        self.idata = idata
+        self.parameterization = parameterization
+        self.sampler = sampler
+        self.target_accept = target_accept
+        self._contrast_draws: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ draws
+    def draws(self, name: str) -> np.ndarray:
+        """Posterior draws of a variable with chains and draws flattened: shape (S, …)."""
+        if name not in self.idata.posterior:
+            raise SpecificationError(f"the posterior has no variable {name!r}")
+        arr = self.idata.posterior[name].to_numpy()
+        return arr.reshape((-1,) + arr.shape[2:])
+
+    @property
+    def n_draws(self) -> int:
+        post = self.idata.posterior
+        return int(post.sizes["chain"] * post.sizes["draw"])
+
+    @property
+    def priors(self) -> pd.DataFrame:
+        """The priors that were used, one row per parameter."""
+        return self.prior_set.table()
+
+    @property
+    def component_names(self) -> list[str]:
+        return list(self.design.components) + [RESIDUAL]
+
+    # ------------------------------------------------------------------ tables
+    def _ess_rhat(self, var: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        data = self.idata.posterior[[var]]
+        bulk = az.ess(data, method="bulk")[var].to_numpy()
+        tail = az.ess(data, method="tail")[var].to_numpy()
+        rhat = az.rhat(data)[var].to_numpy()
+        return bulk, tail, rhat
+
+    def fixed_effects(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+        """Posterior of β: one row per column of X.
+
+        Columns: ``mean, sd, median, lower, upper, ess_bulk, ess_tail, r_hat`` and
+        ``estimable`` (False for a coefficient that alone is not estimable, e.g. γ1 under
+        the notes' full coding: its posterior then reflects the prior, not the data).
+        """
+        beta = self.draws("beta")
+        table = _contrasts.summarize(beta, self.design.x_names, prob=prob, interval=interval)
+        table.index.name = "term"
+        bulk, tail, rhat = self._ess_rhat("beta")
+        table["ess_bulk"], table["ess_tail"], table["r_hat"] = bulk, tail, rhat
+        P = _contrasts.row_space_projector(self.design.X)
+        eye = np.eye(self.design.p)
+        table["estimable"] = np.linalg.norm(eye - eye @ P, axis=1) < 1e-8
+        return table[["mean", "sd", "median", "lower", "upper", "ess_bulk", "ess_tail", "r_hat", "estimable"]]
+
+    def variance_components(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+        """One row per variance component plus ``Residual``.
+
+        Columns: ``sd_mean, sd_median, sd_lower, sd_upper``, the same for ``variance``
+        (σ²) and ``fraction`` (σ_j² over the sum of all σ²), and ``ess_bulk, r_hat`` of σ.
+        """
+        sigma = self.draws("sigma")
+        table = _variance.variance_table(sigma, self.component_names, prob=prob, interval=interval)
+        bulk, _, rhat = self._ess_rhat("sigma")
+        table["ess_bulk"], table["r_hat"] = bulk, rhat
+        return table
+
+    def variance_ratio(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+        """σ_j²/σ_e² for each component: the notes' ratio that, if known, gives the Aitken model."""
+        sigma = self.draws("sigma")
+        ratio = sigma[:, :-1] ** 2 / sigma[:, -1:] ** 2
+        out = _contrasts.summarize(ratio, self.design.components, prob=prob, interval=interval)
+        out.index.name = "component"
+        return out[["mean", "median", "sd", "lower", "upper"]]
+
+    def icc(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+        """Intraclass correlations, one row per random-intercept factor.
+
+        The correlation of two observations sharing that factor's level (and, for a nested
+        factor, therefore its outer levels): for the notes' Example 2, ``(ℓ + a)/(ℓ + a + e)``
+        for two samples of one animal and ``ℓ/(ℓ + a + e)`` for two animals of one litter.
+        """
+        d = _variance.icc_draws(self.design, self.draws("sigma"), self.component_names)
+        if not d:
+            raise SpecificationError("the model has no random-intercept factor, so no ICC")
+        draws = np.column_stack(list(d.values()))
+        out = _contrasts.summarize(draws, list(d), prob=prob, interval=interval)
+        out.index.name = "component"
+        return out[["mean", "median", "sd", "lower", "upper"]]
+
+    def random_effects(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+        """Posterior of each entry of u (the BLUP-like predicted random effects)."""
+        if "u" not in self.idata.posterior:
+            raise SpecificationError("the model has no random effects")
+        out = _contrasts.summarize(self.draws("u"), self.design.u_labels, prob=prob, interval=interval)
+        out.index.name = "u"
+        return out[["mean", "median", "sd", "lower", "upper"]]
+
+    def random_effect_correlations(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+        """Correlations between correlated random effects, e.g. ``(1,Days)|Subject``."""
+        if "correlation" not in self.idata.posterior:
+            raise SpecificationError(
+                "the model has no correlated random effects; write (1 + x | g) to model them"
+            )
+        labels = list(self.idata.posterior["correlation"].coords["correlation"].to_numpy())
+        out = _contrasts.summarize(self.draws("correlation"), labels, prob=prob, interval=interval)
+        out.index.name = "correlation"
+        bulk, _, rhat = self._ess_rhat("correlation")
+        out["ess_bulk"], out["r_hat"] = bulk, rhat
+        return out.drop(columns=["prob_positive"])
+
+    # ------------------------------------------------------------------ contrasts
+    def contrast(self, spec: Any = None, prob: float = 0.95, *, pairwise: str | None = None,
+                 interval: str = "eti", rope: tuple[float, float] | None = None) -> pd.DataFrame:
+        """Posterior of estimable functions Cβ.
+
+        Parameters
+        ----------
+        spec : str, list of str, mapping, array or DataFrame
+            ``"genotype[1] - genotype[2]"``; ``{"mu+g1": "Intercept + genotype[1]"}``;
+            a C matrix with one row per contrast and one column per column of X; a mapping
+            label → coefficient vector.
+        prob : float
+            Interval mass.
+        pairwise : str, optional
+            A factor of the formula: all pairwise differences of its marginal means
+            (averaged over the other factors, as emmeans does). Instead of ``spec``.
+        interval : {"eti", "hdi"}
+        rope : (low, high), optional
+            Region of practical equivalence; adds ``prob_in_rope``.
+
+        Returns
+        -------
+        DataFrame
+            One row per contrast: ``mean, median, sd, lower, upper, prob_positive``
+            (and ``prob_in_rope``). The draws are also stored in ``idata.posterior`` as
+            ``contrasts`` (dim ``contrast``) for ArviZ's own plots and summaries.
+
+        Raises
+        ------
+        EstimabilityError
+            If a row of C is not in the row space of X; the message names the contrast.
+        """
+        if (spec is None) == (pairwise is None):
+            raise SpecificationError("give either a contrast spec or pairwise=<factor>, not both or neither")
+        if pairwise is not None:
+            labels, C = self._pairwise_matrix(pairwise)
+        else:
+            labels, C = _contrasts.contrast_matrix(spec, self.design.x_names)
+        _contrasts.check_estimable(labels, C, self.design.X, self.design.x_names)
+        draws = self.draws("beta") @ C.T
+        self._store_contrasts(labels, draws)
+        return _contrasts.summarize(draws, labels, prob=prob, interval=interval, rope=rope)
+
+    def _store_contrasts(self, labels: Sequence[str], draws: np.ndarray) -> None:
+        for j, lab in enumerate(labels):
+            self._contrast_draws[lab] = draws[:, j]
+        post = self.idata.posterior
+        shape = (post.sizes["chain"], post.sizes["draw"])
+        names = list(self._contrast_draws)
+        stacked = np.stack([self._contrast_draws[n].reshape(shape) for n in names], axis=-1)
+        da = xr.DataArray(stacked, dims=("chain", "draw", "contrast"),
+                          coords={"chain": post["chain"], "draw": post["draw"], "contrast": names})
+        post = post.drop_vars(["contrasts", "contrast"], errors="ignore")
+        self.idata.posterior = post.assign(contrasts=da)
+
+    def _reference_grid(self, factors: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+        design = self.design
+        if design.fixed_encoder is None or design.data is None:
+            raise SpecificationError(
+                "marginal means and pairwise contrasts need a model fitted from a formula "
+                "(bl.fit); for explicit X give the contrast as a C matrix"
+            )
+        data = design.data
+        for f in factors:
+            if f not in data.columns:
+                raise SpecificationError(f"{f!r} is not a column of the data")
+        used = [c for c in data.columns if c in design.formula.split("~")[1]]
+        fixed_cols = [c for c in used if any(c in n for n in design.x_names)]
+        cat = [c for c in fixed_cols if not pd.api.types.is_numeric_dtype(data[c])
+               or isinstance(data[c].dtype, pd.CategoricalDtype)]
+        for f in factors:
+            if f not in cat:
+                raise SpecificationError(
+                    f"{f!r} is not a categorical fixed-effect factor of the model; factors are {cat}"
+                )
+        levels = {c: list(pd.Categorical(data[c]).categories) for c in cat}
+        grid = pd.DataFrame(list(itertools.product(*levels.values())), columns=list(levels))
+        for c in fixed_cols:
+            if c not in cat:
+                grid[c] = float(data[c].mean())
+        for c in data.columns:
+            if c not in grid.columns:
+                grid[c] = data[c].iloc[0]
+        for c in cat:
+            grid[c] = pd.Categorical(grid[c], categories=levels[c])
+        return grid, cat
+
+    def marginal_means(self, factors: str | Sequence[str], prob: float = 0.95, *,
+                       interval: str = "eti") -> pd.DataFrame:
+        """Posterior of the mean of each level (or cell) of one or more factors.
+
+        The reference grid crosses all levels of the categorical fixed factors, holds numeric
+        covariates at their means and sets random effects to zero; means are averaged
+        equally over the factors not asked for (as emmeans does).
+        """
+        labels, C = self._marginal_matrix(factors)
+        _contrasts.check_estimable(labels, C, self.design.X, self.design.x_names)
+        out = _contrasts.summarize(self.draws("beta") @ C.T, labels, prob=prob, interval=interval)
+        out.index.name = "level"
+        return out[["mean", "median", "sd", "lower", "upper"]]
+
+    def _marginal_matrix(self, factors: str | Sequence[str]) -> tuple[list[str], np.ndarray]:
+        factors = [factors] if isinstance(factors, str) else list(factors)
+        grid, _ = self._reference_grid(factors)
+        Xg = self.design.fixed_encoder.new_matrix(grid)
+        keys = grid[factors].astype(str).agg(":".join, axis=1)
+        labels, rows = [], []
+        for key in pd.unique(keys):
+            labels.append(key)
+            rows.append(Xg[(keys == key).to_numpy()].mean(axis=0))
+        return labels, np.vstack(rows)
+
+    def _pairwise_matrix(self, factor: str) -> tuple[list[str], np.ndarray]:
+        labels, M = self._marginal_matrix(factor)
+        out_labels, rows = [], []
+        for a, b in itertools.combinations(range(len(labels)), 2):
+            out_labels.append(f"{factor}[{labels[a]}] - {factor}[{labels[b]}]")
+            rows.append(M[a] - M[b])
+        if not rows:
+            raise SpecificationError(f"factor {factor!r} has a single level; nothing to compare")
+        return out_labels, np.vstack(rows)
+
+    # ------------------------------------------------------------------ Var(y)
+    def _corr_draws(self) -> np.ndarray | None:
+        return self.draws("correlation") if "correlation" in self.idata.posterior else None
+
+    def var_y(self, rows: Sequence[int] | slice | None = None, prob: float = 0.95) -> VarY:
+        """Posterior mean and interval of ``Var(y) = ZGZ' + R`` for chosen observations."""
+        idx = _row_selection(rows, self.design.n)
+        draws = _variance.var_y_draws(self.design, self.draws("sigma"), self._corr_draws(), idx)
+        labels = [self.design.row_labels[i] for i in idx]
+        a = (1 - prob) / 2
+
+        def frame(m):
+            return pd.DataFrame(m, index=labels, columns=labels)
+
+        return VarY(mean=frame(draws.mean(axis=0)), lower=frame(np.quantile(draws, a, axis=0)),
+                    upper=frame(np.quantile(draws, 1 - a, axis=0)))
+
+    # ------------------------------------------------------------------ prediction
+    def predict_draws(self, new_data: pd.DataFrame, *, kind: str = "mean", new_groups: str = "sample",
+                      random_seed: int | None = None) -> np.ndarray:
+        """Draws of predictions for new rows: shape (S, n_new). See :meth:`predict`."""
+        if kind not in ("mean", "response"):
+            raise SpecificationError(f"kind must be 'mean' or 'response', got {kind!r}")
+        if new_groups not in NEW_GROUPS:
+            raise SpecificationError(f"new_groups must be one of {NEW_GROUPS}, got {new_groups!r}")
+        design = self.design
+        if design.fixed_encoder is None:
+            raise SpecificationError("predict needs a model fitted from a formula (bl.fit)")
+        if not isinstance(new_data, pd.DataFrame) or new_data.shape[0] == 0:
+            raise DataError("new_data must be a non-empty pandas DataFrame")
+        rng = np.random.default_rng(random_seed)
+        Xn = design.fixed_encoder.new_matrix(new_data.copy())
+        eta = self.draws("beta") @ Xn.T
+        S = eta.shape[0]
+        u = self.draws("u") if design.blocks else None
+        sigma = self.draws("sigma")
+        corr = self._corr_draws()
+        at = u_at = c_at = 0
+        for blk, (index, values) in zip(design.blocks, new_data_blocks(design, new_data)):
+            k = blk.n_coefs
+            ub = u[:, u_at : u_at + blk.n_levels * k].reshape(S, blk.n_levels, k)
+            seen = index >= 0
+            if seen.any():
+                eta[:, seen] += np.einsum("snk,nk->sn", ub[:, index[seen]], values[seen])
+            if (~seen).any():
+                labels = _new_labels(new_data, blk, ~seen)
+                if new_groups == "error":
+                    raise DataError(
+                        f"levels {sorted(set(labels))[:5]} of {blk.group!r} were not seen in training; "
+                        f"use new_groups='sample' to draw their effects from G or 'zero' to ignore them"
+                    )
+                if new_groups == "sample":
+                    sd = sigma[:, at : at + k]
+                    if blk.correlated:
+                        m = k * (k - 1) // 2
+                        R = np.broadcast_to(np.eye(k), (S, k, k)).copy()
+                        iu = np.triu_indices(k, 1)
+                        R[:, iu[0], iu[1]] = corr[:, c_at : c_at + m]
+                        R[:, iu[1], iu[0]] = corr[:, c_at : c_at + m]
+                    else:
+                        R = np.broadcast_to(np.eye(k), (S, k, k))
+                    L = np.linalg.cholesky(sd[:, :, None] * R * sd[:, None, :] + 1e-12 * np.eye(k))
+                    uniq = list(dict.fromkeys(labels))
+                    z = rng.standard_normal((S, len(uniq), k))
+                    unew = np.einsum("skm,slm->slk", L, z)
+                    pos = np.array([uniq.index(lab) for lab in labels])
+                    eta[:, ~seen] += np.einsum("snk,nk->sn", unew[:, pos], values[~seen])
+            if blk.correlated:
+                c_at += k * (k - 1) // 2
+            at += k
+            u_at += blk.n_levels * k
+        if kind == "response":
+            eta = eta + rng.standard_normal(eta.shape) * sigma[:, -1:]
+        return eta
+
+    def predict(self, new_data: pd.DataFrame, *, kind: str = "mean", new_groups: str = "sample",
+                random_seed: int | None = None, prob: float = 0.95) -> pd.DataFrame:
+        """Predict for new rows, reusing the training encoding.
+
+        Parameters
+        ----------
+        new_data : DataFrame
+            Must contain the columns the formula uses (the response is not needed).
+        kind : {"mean", "response"}
+            ``mean``: Xβ + Zu; ``response``: adds e ~ N(0, σ_e²) (a prediction interval).
+        new_groups : {"sample", "zero", "error"}
+            For levels not seen in training: draw new effects from G per posterior draw,
+            set them to zero (the population mean), or raise :class:`DataError`.
+        random_seed : int, optional
+            Same seed, same result.
+
+        Returns
+        -------
+        DataFrame indexed like ``new_data``: ``mean, median, sd, lower, upper``.
+        """
+        draws = self.predict_draws(new_data, kind=kind, new_groups=new_groups, random_seed=random_seed)
+        out = _contrasts.summarize(draws, [str(i) for i in new_data.index], prob=prob)
+        out.index = new_data.index
+        return out[["mean", "median", "sd", "lower", "upper"]]
+
+    # ------------------------------------------------------------------ diagnostics
+    def diagnostics(self) -> Diagnostics:
+        """Divergences, max R-hat and min bulk/tail ESS over β, σ, u and correlations."""
+        post = self.idata.posterior
+        names = [v for v in ("beta", "sigma", "u", "correlation") if v in post]
+        data = post[names]
+        rhat = az.rhat(data)
+        bulk = az.ess(data, method="bulk")
+        tail = az.ess(data, method="tail")
+
+        def extreme(ds, fn):
+            vals = np.concatenate([np.atleast_1d(ds[v].to_numpy()).ravel() for v in names])
+            vals = vals[np.isfinite(vals)]
+            return float(fn(vals)) if vals.size else float("nan")
+
+        div = 0
+        if "sample_stats" in self.idata.groups() and "diverging" in self.idata.sample_stats:
+            div = int(self.idata.sample_stats["diverging"].sum())
+        return Diagnostics(
+            divergences=div, draws=self.n_draws, max_rhat=extreme(rhat, np.max),
+            min_ess_bulk=extreme(bulk, np.min), min_ess_tail=extreme(tail, np.min),
+            chains=int(post.sizes["chain"]), target_accept=self.target_accept,
+        )
+
+    def summary(self, prob: float = 0.95) -> str:
+        """A plain-text report: model, fixed effects, variance components, diagnostics."""
+        d = self.diagnostics()
+        model = self.design.formula or f"explicit X ({self.design.n}×{self.design.p}) and Z blocks {[b.group for b in self.design.blocks]}"
+        lines = [
+            f"Bayesian linear mixed model: {model}",
+            f"  {self.design.n} observations, rank(X) = {self.design.rank} of {self.design.p} columns",
+            f"  sampler {self.sampler}, parameterization {self.parameterization}, "
+            f"{d.chains} chains × {d.draws // max(d.chains, 1)} draws, target_accept {self.target_accept:g}",
+            "",
+            f"Fixed effects ({prob:.0%} intervals):",
+            self.fixed_effects(prob).round(4).to_string(),
+            "",
+            "Variance components:",
+            self.variance_components(prob)[["sd_median", "sd_lower", "sd_upper", "variance_median",
+                                             "fraction_median"]].round(4).to_string(),
+            "",
+            f"Diagnostics: {d.divergences} divergences, max R-hat {d.max_rhat:.3f}, "
+            f"min ESS bulk {d.min_ess_bulk:.0f}, tail {d.min_ess_tail:.0f}",
+        ]
+        lines += [f"  WARNING: {p}" for p in d.problems()]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<bayes_lmm.Fit n={self.design.n} p={self.design.p} components={self.component_names}>"
+
+
+def _new_labels(data: pd.DataFrame, blk, mask: np.ndarray) -> list[str]:
+    parts = [data[v].astype(str).to_numpy()[mask] for v in blk.encoder.term.variables]
+    return [":".join(t) for t in zip(*parts)]
