@@ -15,6 +15,7 @@ from .design import Design, design_from_formula, design_from_matrices
 from .errors import SpecificationError
 from .graph import build_model
 from .priors import PriorSet, resolve_priors
+from .reml import RemlResult, reml_design
 from .results import Fit
 from .sampling import resolve_sampler, sample
 from .spec import ModelSpec, SamplerOptions, normalize_priors
@@ -139,3 +140,36 @@ def fit(
                      parameterization=parameterization, factors=tuple(factors))
     design = design_from_formula(formula, data, coding=coding, factors=factors)
     return _run(spec, design, options)
+
+
+def reml(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, coding: str = "treatment",
+         factors: Sequence[str] = (), x_names: Sequence[str] | None = None) -> RemlResult:
+    """REML estimates of the variance components and GLS estimates of Cβ (no sampling).
+
+    Parameters
+    ----------
+    formula_or_matrices : str, (y, X, Z) tuple, or Design
+        A formula (then ``data`` is required), a tuple ``(y, X, Z)`` as for
+        :func:`fit_matrices`, or a prepared :class:`Design`.
+    data : DataFrame, optional
+    coding, factors : as in :func:`fit`
+    x_names : as in :func:`fit_matrices`
+
+    Returns
+    -------
+    RemlResult
+        ``fixed_effects`` (estimate, se), ``variance_components`` (sd, variance),
+        ``correlations``, ``loglik`` and ``contrast(spec)``.
+    """
+    if isinstance(formula_or_matrices, Design):
+        design = formula_or_matrices
+    elif isinstance(formula_or_matrices, str):
+        if data is None:
+            raise SpecificationError("bl.reml(formula, data): data is required with a formula")
+        design = design_from_formula(formula_or_matrices, data, coding=coding, factors=factors)
+    elif isinstance(formula_or_matrices, tuple) and len(formula_or_matrices) == 3:
+        y, X, Z = formula_or_matrices
+        design = design_from_matrices(y, X, Z, x_names=x_names)
+    else:
+        raise SpecificationError("bl.reml takes a formula and data, a (y, X, Z) tuple, or a Design")
+    return reml_design(design)

@@ -55,6 +55,11 @@ def _linear_expression(text: str, names: Sequence[str]) -> np.ndarray:
                 f"contrast {text!r} names {node.id!r}, which is not a column of X; "
                 f"columns are {list(names)}"
             )
+        if isinstance(node, (ast.Subscript, ast.Attribute)):
+            raise SpecificationError(
+                f"contrast {text!r} refers to {ast.unparse(node)!r}, which is not a column of X; "
+                f"columns are {list(names)}"
+            )
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             v, c = walk(node.operand)
             s = -1.0 if isinstance(node.op, ast.USub) else 1.0

@@ -20,7 +20,7 @@ BETA_DIM = "coef"
 COMPONENT_DIM = "component"
 U_DIM = "u_index"
 OBS_DIM = "obs"
-CORR_DIM = "correlation"
+CORR_DIM = "correlation_pair"
 
 
 def safe_name(label: str) -> str:

@@ -21,6 +21,7 @@ from . import variance as _variance
 from .design import RESIDUAL, Design, _row_selection, new_data_blocks
 from .errors import DataError, SpecificationError
 from .priors import PriorSet
+from .reml import reml_design
 from .spec import NEW_GROUPS, ModelSpec, SamplerOptions
 
 #: thresholds behind the diagnostics warnings
@@ -211,7 +212,7 @@ class Fit:
             raise SpecificationError(
                 "the model has no correlated random effects; write (1 + x | g) to model them"
             )
-        labels = list(self.idata.posterior["correlation"].coords["correlation"].to_numpy())
+        labels = list(self.idata.posterior["correlation"].coords["correlation_pair"].to_numpy())
         out = _contrasts.summarize(self.draws("correlation"), labels, prob=prob, interval=interval)
         out.index.name = "correlation"
         bulk, _, rhat = self._ess_rhat("correlation")
@@ -439,6 +440,34 @@ class Fit:
         out = _contrasts.summarize(draws, [str(i) for i in new_data.index], prob=prob)
         out.index = new_data.index
         return out[["mean", "median", "sd", "lower", "upper"]]
+
+    # ------------------------------------------------------------------ REML cross-check
+    def compare_reml(self, prob: float = 0.95) -> pd.DataFrame:
+        """Bayes and REML side by side: estimable fixed effects, SDs and correlations.
+
+        Index: (kind, name) with kind ``beta``, ``sd`` or ``correlation``. Columns:
+        ``bayes_median, bayes_lower, bayes_upper, reml`` (and ``reml_se`` for β).
+        """
+        r = reml_design(self.design)
+        fe = self.fixed_effects(prob)
+        rows = []
+        for name in self.design.x_names:
+            if fe.loc[name, "estimable"]:
+                rows.append(("beta", name, fe.loc[name, "median"], fe.loc[name, "lower"],
+                             fe.loc[name, "upper"], r.fixed_effects.loc[name, "estimate"],
+                             r.fixed_effects.loc[name, "se"]))
+        vc = self.variance_components(prob)
+        for name in vc.index:
+            rows.append(("sd", name, vc.loc[name, "sd_median"], vc.loc[name, "sd_lower"],
+                         vc.loc[name, "sd_upper"], r.variance_components.loc[name, "sd"], np.nan))
+        if "correlation" in self.idata.posterior:
+            corr = self.random_effect_correlations(prob)
+            for name in corr.index:
+                rows.append(("correlation", name, corr.loc[name, "median"], corr.loc[name, "lower"],
+                             corr.loc[name, "upper"], r.correlations.loc[name, "estimate"], np.nan))
+        out = pd.DataFrame(rows, columns=["kind", "name", "bayes_median", "bayes_lower",
+                                          "bayes_upper", "reml", "reml_se"])
+        return out.set_index(["kind", "name"])
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> Diagnostics:

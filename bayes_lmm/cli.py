@@ -1,0 +1,175 @@
+"""The ``bayes-lmm`` console script: run a model card, print tables, write results.
+
+Exit codes: 0 success; 2 bad card or data (one line on stderr, no traceback); 1 internal
+error. Diagnostics problems are printed as warnings and do not change the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import BayesLMMError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bayes-lmm", description="Bayesian linear mixed models from model cards")
+    sub = p.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fit", help="sample the posterior of a card's model and write results")
+    f.add_argument("card")
+    f.add_argument("--out", default=None, help="directory for idata.nc, CSV tables, summary.json, plots")
+    f.add_argument("--draws", type=int)
+    f.add_argument("--tune", type=int)
+    f.add_argument("--chains", type=int)
+    f.add_argument("--seed", type=int)
+    f.add_argument("--sampler", choices=["pymc", "nutpie", "auto"])
+    f.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    r = sub.add_parser("reml", help="REML estimates and GLS contrasts (no sampling)")
+    r.add_argument("card")
+    s = sub.add_parser("show", help="print y, X, Z, G, R and the symbolic Var(y) for the first rows")
+    s.add_argument("card")
+    s.add_argument("--rows", type=int, default=6)
+    return p
+
+
+def _design(card):
+    from .design import design_from_formula, design_from_matrices
+
+    data = card.load_data()
+    if card.formula is not None:
+        return design_from_formula(card.formula, data, coding=card.coding, factors=card.factors)
+    y, X, Z = card.matrices_from(data)
+    return design_from_matrices(y, X, Z)
+
+
+def _print(title: str, table: pd.DataFrame) -> None:
+    print(f"\n{title}")
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(table.round(4).to_string())
+
+
+def _fit(args) -> int:
+    from . import api
+    from .cards import load_card
+
+    card = load_card(args.card)
+    data = card.load_data()
+    opts = dict(card.sampler)
+    seed = args.seed if args.seed is not None else opts.get("seed")
+    kwargs = dict(
+        priors=card.priors, parameterization=card.parameterization,
+        sampler=args.sampler or opts.get("sampler", "auto"),
+        draws=args.draws or opts.get("draws", 1000), tune=args.tune if args.tune is not None else opts.get("tune", 1000),
+        chains=args.chains or opts.get("chains", 4), random_seed=seed,
+        target_accept=opts.get("target_accept"), progressbar=sys.stderr.isatty(),
+    )
+    # diagnostics warnings are printed once, in the summary, rather than as Python warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        if card.formula is not None:
+            fit = api.fit(card.formula, data, coding=card.coding, factors=card.factors, **kwargs)
+        else:
+            y, X, Z = card.matrices_from(data)
+            fit = api.fit_matrices(y, X, Z, **kwargs)
+    print(f"{card.name}: {card.description}".rstrip(": "))
+    print(fit.summary())
+    contrasts = fit.contrast(card.contrasts) if card.contrasts else None
+    if contrasts is not None:
+        _print("Contrasts (95% intervals):", contrasts)
+    problems = fit.diagnostics().problems()
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        fit.idata.to_netcdf(str(out / "idata.nc"))
+        fit.fixed_effects().to_csv(out / "fixed_effects.csv")
+        fit.variance_components().to_csv(out / "variance_components.csv")
+        if contrasts is not None:
+            contrasts.to_csv(out / "contrasts.csv")
+        summary = {
+            "card": str(card.path), "name": card.name, "model": card.formula or "matrices",
+            "sampler": fit.sampler, "parameterization": fit.parameterization,
+            "diagnostics": fit.diagnostics().as_dict(), "warnings": problems,
+            "fixed_effects": fit.fixed_effects()[["mean", "median", "lower", "upper"]].to_dict("index"),
+            "variance_components": fit.variance_components()[["sd_median", "sd_lower", "sd_upper"]].to_dict("index"),
+            "contrasts": None if contrasts is None else contrasts[["mean", "lower", "upper"]].to_dict("index"),
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        if not args.no_plots:
+            _plots(fit, out)
+        print(f"\nwrote results to {out}/")
+    return 0
+
+
+def _plots(fit, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    az.plot_forest(fit.idata, var_names=["beta", "sigma"], combined=True, hdi_prob=0.95)
+    plt.gcf().savefig(out / "forest.png", dpi=100, bbox_inches="tight")
+    plt.close("all")
+    az.plot_trace(fit.idata, var_names=["sigma"])
+    plt.gcf().savefig(out / "trace_sigma.png", dpi=100, bbox_inches="tight")
+    plt.close("all")
+
+
+def _reml(args) -> int:
+    from .cards import load_card
+    from .reml import reml_design
+
+    card = load_card(args.card)
+    r = reml_design(_design(card))
+    _print("REML fixed effects (GLS):", r.fixed_effects)
+    _print("REML variance components:", r.variance_components)
+    if len(r.correlations):
+        _print("Correlations:", r.correlations)
+    if card.contrasts:
+        _print("GLS contrasts:", r.contrast(card.contrasts))
+    print(f"\nREML log-likelihood: {r.loglik:.4f}")
+    return 0
+
+
+def _show(args) -> int:
+    from .cards import load_card
+
+    card = load_card(args.card)
+    d = _design(card)
+    rows = list(range(min(args.rows, d.n)))
+    print(f"y (first {len(rows)} of {d.n}):")
+    print(pd.Series(d.y[rows], index=rows).to_string())
+    _print("X:", pd.DataFrame(d.X[rows], columns=d.x_names, index=rows))
+    _print("Z:", pd.DataFrame(d.Z[rows], columns=d.u_labels, index=rows))
+    print("\nG = Var(u): block-diagonal, " + ", ".join(
+        f"σ²_{b.group}·I_{b.n_levels}" if not b.correlated else f"I_{b.n_levels} ⊗ G_{b.group} ({b.n_coefs}×{b.n_coefs})"
+        for b in d.blocks))
+    print(f"R = Var(e) = σ²_e·I_{d.n}")
+    print("\nVar(y) = ZGZ' + R for these rows:")
+    print(d.var_y_structure(rows=rows).to_string())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bayes-lmm`` console script."""
+    args = _parser().parse_args(argv)
+    handlers = {"fit": _fit, "reml": _reml, "show": _show}
+    try:
+        return handlers[args.command](args)
+    except BayesLMMError as exc:
+        print(f"bayes-lmm: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # an internal error: say so, briefly
+        print(f"bayes-lmm: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Restricted maximum likelihood and the GLS estimator of estimable Cβ (the cross-check).
+
+Parameterization as in lme4: ``Var(y) = σ² (I + Z Λ Λ' Z')`` with Λ block-diagonal, one
+lower-triangular k×k factor Λ_b per random block (diagonal ≥ 0, so estimates on the
+boundary, σ_j = 0, are reached rather than crashed on). σ² is profiled out, and
+
+``−2 l_R(θ) = log|I + Λ'Z'ZΛ| + log|X'V_θ⁻¹X| + (n − p)(1 + log(2π σ̂²))``,
+
+with ``σ̂² = r'V_θ⁻¹r / (n − p)`` and p the rank of X. Then
+``Cβ̂ = C(X'V̂⁻¹X)⁻X'V̂⁻¹y`` with ``Var(Cβ̂) = C(X'V̂⁻¹X)⁻C'``: the notes' estimated-GLS
+estimator, nonlinear in y because V̂ depends on y.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import linalg, optimize, stats
+
+from . import contrasts as _contrasts
+from .design import RESIDUAL, Design
+
+
+def _full_rank_columns(X: np.ndarray) -> np.ndarray:
+    _, r, piv = linalg.qr(X, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    rank = int(np.sum(diag > diag.max() * 1e-10)) if diag.size else 0
+    return np.sort(piv[:rank])
+
+
+class _Problem:
+    """Precomputed pieces for evaluating the profiled REML criterion quickly."""
+
+    def __init__(self, design: Design):
+        self.design = design
+        self.Z = design.Z
+        self.X = design.X
+        self.Xr = design.X[:, _full_rank_columns(design.X)]
+        self.y = design.y
+        self.n = design.n
+        self.p = self.Xr.shape[1]
+        self.ZtZ = self.Z.T @ self.Z
+        self.ZtX = self.Z.T @ self.X
+        self.Zty = self.Z.T @ self.y
+        self.XtX = self.X.T @ self.X
+        self.Xty = self.X.T @ self.y
+        self.yty = float(self.y @ self.y)
+        self.cols = _full_rank_columns(design.X)
+        # θ layout: per block the lower triangle of Λ_b, row-major
+        self.slices, self.lower_bounds, start = [], [], 0
+        for blk in design.blocks:
+            k = blk.n_coefs
+            tri = np.tril_indices(k)
+            m = len(tri[0])
+            self.slices.append((start, start + m, tri, k, blk.n_levels))
+            self.lower_bounds += [0.0 if i == j else None for i, j in zip(*tri)]
+            start += m
+        self.n_theta = start
+
+    def initial(self) -> np.ndarray:
+        out = []
+        for _, _, tri, _, _ in self.slices:
+            out += [1.0 if i == j else 0.0 for i, j in zip(*tri)]
+        return np.array(out)
+
+    def lam(self, theta: np.ndarray) -> np.ndarray:
+        parts = []
+        for start, stop, tri, k, levels in self.slices:
+            L = np.zeros((k, k))
+            L[tri] = theta[start:stop]
+            parts.append(np.kron(np.eye(levels), L))
+        return linalg.block_diag(*parts) if parts else np.zeros((0, 0))
+
+    def pieces(self, theta: np.ndarray):
+        lam = self.lam(theta)
+        A = lam.T @ self.ZtZ @ lam + np.eye(lam.shape[0])
+        cA = linalg.cho_factor(A, lower=True)
+        logdet_A = 2.0 * np.sum(np.log(np.diag(cA[0])))
+        LZtX = lam.T @ self.ZtX
+        LZty = lam.T @ self.Zty
+        S_X = linalg.cho_solve(cA, LZtX)
+        S_y = linalg.cho_solve(cA, LZty)
+        XVX = self.XtX - LZtX.T @ S_X
+        XVy = self.Xty - LZtX.T @ S_y
+        yVy = self.yty - LZty @ S_y
+        return logdet_A, XVX, XVy, yVy
+
+    def criterion(self, theta: np.ndarray) -> float:
+        """−2 × the profiled REML log-likelihood."""
+        try:
+            logdet_A, XVX, XVy, yVy = self.pieces(theta)
+            c = self.cols
+            cX = linalg.cho_factor(XVX[np.ix_(c, c)], lower=True)
+        except (linalg.LinAlgError, ValueError):
+            return np.inf
+        b = linalg.cho_solve(cX, XVy[c])
+        rss = yVy - XVy[c] @ b
+        if rss <= 0:
+            return np.inf
+        dof = self.n - self.p
+        logdet_X = 2.0 * np.sum(np.log(np.diag(cX[0])))
+        return float(logdet_A + logdet_X + dof * (1.0 + np.log(2 * np.pi * rss / dof)))
+
+
+@dataclass
+class RemlResult:
+    """REML estimates, GLS fixed effects and the REML log-likelihood.
+
+    Attributes
+    ----------
+    fixed_effects : DataFrame
+        ``estimate, se, estimable`` per column of X (for a non-estimable column the estimate
+        is the minimum-norm GLS solution and carries no meaning on its own).
+    variance_components : DataFrame
+        ``sd, variance`` per component, ``Residual`` included, named as in :class:`Fit`.
+    correlations : DataFrame
+        ``estimate`` per correlation of correlated random effects (may be empty).
+    loglik : float
+        The REML log-likelihood at the optimum (lme4's ``logLik(fit)``).
+    converged : bool
+    """
+
+    fixed_effects: pd.DataFrame
+    variance_components: pd.DataFrame
+    correlations: pd.DataFrame
+    loglik: float
+    converged: bool
+    design: Design
+    cov_beta: np.ndarray
+    beta: np.ndarray
+
+    def contrast(self, spec: Any, prob: float = 0.95) -> pd.DataFrame:
+        """GLS estimate ``Cβ̂``, its standard error and a Wald interval, per contrast."""
+        labels, C = _contrasts.contrast_matrix(spec, self.design.x_names)
+        _contrasts.check_estimable(labels, C, self.design.X, self.design.x_names)
+        est = C @ self.beta
+        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", C, self.cov_beta, C), 0.0))
+        z = stats.norm.ppf(0.5 + prob / 2)
+        return pd.DataFrame({"estimate": est, "se": se, "lower": est - z * se, "upper": est + z * se},
+                            index=pd.Index(labels, name="contrast"))
+
+
+def reml_design(design: Design) -> RemlResult:
+    """REML fit of a :class:`Design` (see the module docstring for the criterion)."""
+    prob = _Problem(design)
+    x0 = prob.initial()
+    if prob.n_theta:
+        bounds = [(lb, None) for lb in prob.lower_bounds]
+        best = None
+        for start in (x0, 0.3 * x0, 3.0 * x0):
+            res = optimize.minimize(prob.criterion, start, method="L-BFGS-B", bounds=bounds,
+                                    options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 2000})
+            if best is None or res.fun < best.fun:
+                best = res
+        # polish: derivative-free (Powell) search within the bounds from the best point
+        polish = optimize.minimize(prob.criterion, best.x, method="Powell", bounds=bounds,
+                                   options={"xtol": 1e-10, "ftol": 1e-14, "maxfev": 20000})
+        theta = polish.x if polish.fun < best.fun else best.x
+        converged = bool(best.success or polish.success)
+    else:
+        theta, converged = x0, True
+    crit = prob.criterion(theta)
+    logdet_A, XVX, XVy, yVy = prob.pieces(theta)
+    c = prob.cols
+    b_r = linalg.solve(XVX[np.ix_(c, c)], XVy[c], assume_a="pos")
+    dof = prob.n - prob.p
+    sigma2 = (yVy - XVy[c] @ b_r) / dof
+    XVX_ginv = np.linalg.pinv(XVX)
+    beta = XVX_ginv @ XVy
+    cov = sigma2 * XVX_ginv
+    P = _contrasts.row_space_projector(design.X)
+    eye = np.eye(design.p)
+    estimable = np.linalg.norm(eye - eye @ P, axis=1) < 1e-8
+    fixed = pd.DataFrame({"estimate": beta, "se": np.sqrt(np.maximum(np.diag(cov), 0)),
+                          "estimable": estimable}, index=pd.Index(design.x_names, name="term"))
+    names, sds, corr_names, corrs = [], [], [], []
+    for (start, stop, tri, k, _), blk in zip(prob.slices, design.blocks):
+        L = np.zeros((k, k))
+        L[tri] = theta[start:stop]
+        G = sigma2 * L @ L.T
+        sd = np.sqrt(np.maximum(np.diag(G), 0.0))
+        names += list(blk.components)
+        sds += list(sd)
+        for a in range(k):
+            for b in range(a + 1, k):
+                corr_names.append(f"({blk.coef_names[a]},{blk.coef_names[b]})|{blk.group}")
+                corrs.append(G[a, b] / (sd[a] * sd[b]) if sd[a] > 0 and sd[b] > 0 else np.nan)
+    names.append(RESIDUAL)
+    sds.append(np.sqrt(sigma2))
+    sds = np.array(sds)
+    vc = pd.DataFrame({"sd": sds, "variance": sds**2}, index=pd.Index(names, name="component"))
+    corr = pd.DataFrame({"estimate": corrs}, index=pd.Index(corr_names, name="correlation"))
+    return RemlResult(fixed_effects=fixed, variance_components=vc, correlations=corr,
+                      loglik=-0.5 * crit, converged=converged, design=design, cov_beta=cov, beta=beta)

@@ -1,0 +1,70 @@
+"""Graph structure: variable names, dims, shapes and a finite log-density (no sampling)."""
+
+import numpy as np
+import pytest
+
+import bayes_lmm as bl
+from bayes_lmm.spec import ModelSpec
+
+
+def build(design, **kw):
+    return bl.build(ModelSpec(**kw), design)
+
+
+@pytest.mark.parametrize("param", ["noncentered", "centered"])
+def test_example2_graph(litter, param):
+    design = bl.design_from_formula("response ~ treatment + (1|litter/animal)", litter,
+                                    coding="full", factors=["treatment"])
+    model, priors, used = build(design, parameterization=param)
+    assert used == param
+    assert model.named_vars_to_dims["beta"] == ("coef",)
+    assert model.named_vars_to_dims["sigma"] == ("component",)
+    assert model.named_vars_to_dims["u"] == ("u_index",)
+    assert list(model.coords["component"]) == ["1|litter", "1|litter:animal", "Residual"]
+    assert len(model.coords["u_index"]) == 4 + 16
+    point = model.initial_point()
+    assert np.isfinite(model.compile_logp()(point))
+    import pymc as pm
+    assert pm.draw(model["u"], random_seed=1).shape == (20,)
+    free = {v.name for v in model.free_RVs}
+    expected_u = {"z_litter", "z_litter_animal"} if param == "noncentered" else {"u_litter", "u_litter_animal"}
+    assert expected_u <= free
+
+
+def test_correlated_graph_has_lkj_and_correlation(sleepstudy):
+    design = bl.design_from_formula("Reaction ~ Days + (Days|Subject)", sleepstudy)
+    model, _, _ = build(design, parameterization="noncentered")
+    assert "corr_Subject" in {v.name for v in model.free_RVs}
+    assert list(model.coords["correlation_pair"]) == ["(1,Days)|Subject"]
+    assert model.named_vars_to_dims["z_Subject"] == ("Subject__level", "Subject__coef")
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
+
+
+def test_inverse_gamma_prior_sits_on_variance(seedling):
+    design = bl.design_from_formula("weight ~ genotype + (1|pot)", seedling)
+    model, priors, _ = build(design, priors=(("1|pot", bl.InverseGamma(2, 1)),))
+    assert "var_1_pot" in {v.name for v in model.free_RVs}
+    assert priors.table().loc["1|pot", "parameter"] == "σ²"
+
+
+def test_default_priors_are_scaled_to_the_data(seedling):
+    design = bl.design_from_formula("weight ~ genotype + (1|pot)", seedling, factors=["genotype"])
+    _, priors, _ = build(design)
+    assert design.x_names == ("Intercept", "genotype[2]")
+    s_y = np.std(seedling.weight)
+    assert priors.beta[1].kwargs()["sigma"] == pytest.approx(2.5 * s_y)
+    assert priors.component("1|pot").kwargs()["sigma"] == pytest.approx(s_y)
+    assert priors.residual.kwargs()["lam"] == pytest.approx(1 / s_y)
+    # scaling y by 1000 scales every prior scale by 1000
+    big = seedling.assign(weight=seedling.weight * 1000)
+    _, priors_big, _ = build(bl.design_from_formula("weight ~ genotype + (1|pot)", big))
+    assert priors_big.component("1|pot").kwargs()["sigma"] == pytest.approx(1000 * s_y)
+
+
+def test_overrides_by_column_group_and_default_keys(seedling):
+    design = bl.design_from_formula("weight ~ genotype + (1|pot)", seedling)
+    _, priors, _ = build(design, priors=(("pot", bl.HalfStudentT(3, 2.0)), ("fixed", bl.Normal(0, 7)),
+                                         ("Residual", bl.HalfCauchy(1.0))))
+    assert priors.component("1|pot") == bl.HalfStudentT(3, 2.0)
+    assert all(p == bl.Normal(0, 7) for p in priors.beta)
+    assert priors.residual.family == "HalfCauchy"
