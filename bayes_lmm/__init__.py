@@ -6,13 +6,21 @@
 """
 
 from .api import build, fit, fit_matrices, reml
-from .reml import RemlResult
 from .design import Design, design_from_formula, design_from_matrices
 from .errors import BayesLMMError, DataError, EstimabilityError, SpecificationError
+from .reml import RemlResult
 from .results import Diagnostics, Fit
 from .spec import (
-    LKJ, Exponential, HalfCauchy, HalfNormal, HalfStudentT, InverseGamma, ModelSpec, Normal,
-    Prior, StudentT,
+    LKJ,
+    Exponential,
+    HalfCauchy,
+    HalfNormal,
+    HalfStudentT,
+    InverseGamma,
+    ModelSpec,
+    Normal,
+    Prior,
+    StudentT,
 )
 
 __version__ = "0.1.0"

@@ -6,7 +6,8 @@ Each call runs the pipeline spec → design → priors → graph → sampling �
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import pymc as pm

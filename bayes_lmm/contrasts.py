@@ -8,7 +8,8 @@ data cannot see (the null space of X, non-empty for the notes' overparameterized
 from __future__ import annotations
 
 import ast
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

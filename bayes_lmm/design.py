@@ -9,8 +9,9 @@ needed to fit: the graph gathers ``u[level_index]``. The dense Z, G and the symb
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -482,6 +483,6 @@ def new_data_blocks(design: Design, data: pd.DataFrame) -> list[tuple[np.ndarray
             raise DataError(f"new data lacks grouping column(s) {missing}")
         labels = _group_labels(frame, blk.encoder.term.variables).astype(str)
         lookup = {lev: i for i, lev in enumerate(blk.levels)}
-        index = labels.map(lambda s: lookup.get(s, -1)).to_numpy(dtype=np.int64)
+        index = labels.map(lookup).fillna(-1).to_numpy(dtype=np.int64)
         out.append((index, blk.encoder.new_values(frame)))
     return out

@@ -8,8 +8,9 @@ components, contrast labels). Interval arguments: ``prob`` (mass) and ``interval
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import arviz as az
 import numpy as np

@@ -6,8 +6,9 @@ Nothing here looks at data; :mod:`bayes_lmm.design` turns a spec plus data into 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import SpecificationError
 
@@ -87,7 +88,7 @@ class Prior:
         return f"{self.family}({inner})"
 
     @classmethod
-    def from_value(cls, value: Any, *, key: str) -> "Prior":
+    def from_value(cls, value: Any, *, key: str) -> Prior:
         """Accept a :class:`Prior` or a mapping ``{"dist": family, **params}`` (model cards)."""
         if isinstance(value, Prior):
             return value

@@ -1,7 +1,7 @@
 """Shared data and fitted models (session-scoped so that each model is sampled once)."""
 
-from pathlib import Path
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd

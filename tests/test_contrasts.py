@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from conftest import notes_example1_matrices
 
 import bayes_lmm as bl
 from bayes_lmm.contrasts import check_estimable, contrast_matrix
-from conftest import notes_example1_matrices
 
 NAMES = ("Intercept", "genotype[1]", "genotype[2]")
 

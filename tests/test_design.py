@@ -2,10 +2,9 @@
 
 import numpy as np
 import pandas as pd
-import pytest
+from conftest import notes_example1_matrices, notes_example2_matrices
 
 import bayes_lmm as bl
-from conftest import notes_example1_matrices, notes_example2_matrices
 
 
 def test_example1_formula_matrices_match_the_notes(seedling):

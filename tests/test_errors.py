@@ -1,11 +1,10 @@
 """Bad input gets a bayes_lmm error that names the problem."""
 
 import numpy as np
-import pandas as pd
 import pytest
+from conftest import notes_example1_matrices
 
 import bayes_lmm as bl
-from conftest import notes_example1_matrices
 
 
 @pytest.fixture

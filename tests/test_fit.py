@@ -4,9 +4,9 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import notes_example1_matrices, quiet_fit
 
 import bayes_lmm as bl
-from conftest import FAST, notes_example1_matrices, quiet_fit
 
 
 def test_idata_has_named_dims(seedling_fit):
@@ -151,3 +151,14 @@ def test_predict(sleep_fit, sleepstudy):
     assert (resp["upper"] - resp["lower"] > width_seen).all()
     with pytest.raises(bl.DataError, match="999"):
         sleep_fit.predict(new, new_groups="error")
+
+
+def test_example2_formula_and_matrix_paths_same_posterior(litter):
+    from conftest import notes_example2_matrices
+    X, Z_l, Z_a = notes_example2_matrices()
+    kw = dict(draws=100, tune=100, chains=2, random_seed=8, progressbar=False, sampler="pymc")
+    a = quiet_fit(bl.fit_matrices, litter.response, X, {"litter": Z_l, "animal": Z_a}, **kw)
+    b = quiet_fit(bl.fit, "response ~ treatment + (1|litter/animal)", litter, coding="full",
+                  factors=["treatment"], **kw)
+    np.testing.assert_allclose(a.draws("sigma"), b.draws("sigma"))
+    np.testing.assert_allclose(a.draws("u"), b.draws("u"))

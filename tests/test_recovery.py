@@ -7,9 +7,9 @@ estimable cell means μ + γ_i (μ + τ_i) and on every σ.
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import notes_example1_matrices, notes_example2_matrices, quiet_fit
 
 import bayes_lmm as bl
-from conftest import notes_example1_matrices, notes_example2_matrices, quiet_fit
 
 
 def simulate(X, blocks, beta, sds, sd_e, seed):

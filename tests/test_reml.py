@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import notes_example1_matrices
 
 import bayes_lmm as bl
-from conftest import notes_example1_matrices
 
 
 def sig4(a, b):
