@@ -9,12 +9,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pymc as pm
+import xarray as xr
+
+from . import marginal
 
 from .design import Design, design_from_formula, design_from_matrices
 from .errors import SpecificationError
-from .graph import build_model
+from .graph import U_DIM, build_model, model_signature
 from .priors import PriorSet, resolve_priors
 from .reml import RemlResult, reml_design
 from .results import Fit
@@ -38,11 +42,11 @@ def default_target_accept(design: Design) -> float:
 
 
 def resolve_parameterization(requested: str, design: Design) -> str:
-    """``auto`` → non-centered (the robust choice for few groups)."""
+    """``auto`` → ``marginal`` where it is cheap (one random block, or q ≤ 150), else non-centered."""
     if requested == "auto":
+        return "marginal" if marginal.cheap(design) else "noncentered"
+    if requested == "marginal" and not design.blocks:
         return "noncentered"
-    if requested == "marginal":
-        raise SpecificationError("parameterization='marginal' is not available yet; use 'noncentered' or 'centered'")
     return requested
 
 
@@ -60,7 +64,12 @@ def _run(spec: ModelSpec, design: Design, options: SamplerOptions) -> Fit:
     idata = sample(
         model, sampler=sampler, draws=options.draws, tune=options.tune, chains=options.chains,
         random_seed=options.random_seed, target_accept=float(target), progressbar=options.progressbar,
+        cache_key=model_signature(design, prior_set, param),
     )
+    if param == "marginal":
+        _add_conditional_u(idata, design, options.random_seed)
+    if "observed_data" not in idata.groups():
+        idata.add_groups(observed_data=xr.Dataset({"y": (("obs",), design.y)}))
     result = Fit(spec=spec, options=options, design=design, prior_set=prior_set, idata=idata,
                  parameterization=param, sampler=sampler, target_accept=float(target))
     problems = result.diagnostics().problems()
@@ -69,10 +78,28 @@ def _run(spec: ModelSpec, design: Design, options: SamplerOptions) -> Fit:
     return result
 
 
+def _add_conditional_u(idata, design: Design, random_seed: int | None) -> None:
+    """Draw u | y, β, θ for every posterior draw and store it as the latent models do."""
+    post = idata.posterior
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+
+    def flat(name):
+        arr = post[name].to_numpy()
+        return arr.reshape((chains * draws,) + arr.shape[2:])
+
+    corr = flat("correlation") if "correlation" in post else None
+    # a seed stream separate from the sampler's, so results stay reproducible
+    rng = np.random.default_rng(None if random_seed is None else [random_seed, 7919])
+    u = marginal.draw_u(marginal.statistics(design), design, flat("beta"), flat("sigma"), corr, rng)
+    idata.posterior = post.assign(u=xr.DataArray(
+        u.reshape(chains, draws, -1), dims=("chain", "draw", U_DIM),
+        coords={"chain": post["chain"], "draw": post["draw"], U_DIM: design.u_labels}))
+
+
 def fit_matrices(
     y, X, Z: Mapping[str, Any] | None, *, x_names: Sequence[str] | None = None,
-    priors: Mapping[str, Any] | None = None, parameterization: str = "noncentered",
-    sampler: str = "pymc", draws: int = 1000, tune: int = 1000, chains: int = 4,
+    priors: Mapping[str, Any] | None = None, parameterization: str = "auto",
+    sampler: str = "auto", draws: int = 1000, tune: int = 1000, chains: int = 4,
     random_seed: int | None = None, target_accept: float | None = None, progressbar: bool = True,
 ) -> Fit:
     """Fit ``y = Xβ + Σ_j Z_j u_j + e`` from explicit matrices by NUTS.
@@ -89,8 +116,13 @@ def fit_matrices(
     x_names : sequence of str, optional
     priors : mapping, optional
         Overrides keyed by a column of X, a block name, ``fixed``, ``random``, ``Residual``.
-    parameterization : {"noncentered", "centered", "auto"}
-    sampler : {"pymc", "nutpie", "auto"}
+    parameterization : {"auto", "marginal", "noncentered", "centered"}
+        ``auto`` (default) integrates u out where that is cheap (one random block, or at most
+        150 random coefficients in all) and uses the non-centered form otherwise; the
+        choice is in ``fit.parameterization`` and ``fit.summary()``. With ``marginal`` u is
+        still in the posterior, drawn from its exact conditional for every draw.
+    sampler : {"auto", "pymc", "nutpie"}
+        ``auto`` (default) is nutpie when installed, else PyMC's NUTS.
     draws, tune, chains : int
     random_seed : int, optional
     target_accept : float, optional
@@ -112,8 +144,8 @@ def fit_matrices(
 
 def fit(
     formula: str, data: pd.DataFrame, *, coding: str = "treatment", factors: Sequence[str] = (),
-    priors: Mapping[str, Any] | None = None, parameterization: str = "noncentered",
-    sampler: str = "pymc", draws: int = 1000, tune: int = 1000, chains: int = 4,
+    priors: Mapping[str, Any] | None = None, parameterization: str = "auto",
+    sampler: str = "auto", draws: int = 1000, tune: int = 1000, chains: int = 4,
     random_seed: int | None = None, target_accept: float | None = None, progressbar: bool = True,
 ) -> Fit:
     """Fit an lme4-style formula such as ``y ~ genotype + (1|pot)`` by NUTS.

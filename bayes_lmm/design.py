@@ -350,7 +350,8 @@ def design_from_matrices(
 
 def _natural_levels(values: pd.Series) -> list:
     if isinstance(values.dtype, pd.CategoricalDtype):
-        return [c for c in values.cat.categories if c in set(values)]
+        present = set(values.cat.remove_unused_categories().cat.categories)
+        return [c for c in values.cat.categories if c in present]
     uniq = pd.unique(values)
     try:
         return sorted(uniq)

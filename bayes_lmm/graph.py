@@ -12,6 +12,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from . import marginal
 from .design import RESIDUAL, Design, RandomBlock
 from .priors import PriorSet
 from .spec import Prior
@@ -36,9 +37,28 @@ def coef_dim(block: RandomBlock) -> str:
     return f"{block.group}__coef"
 
 
+def _data(name: str, value) -> pt.TensorVariable:
+    """Every number that depends on the data enters as ``pm.Data``, so that a compiled model
+    of the same structure can be reused with new data (see :func:`model_signature`)."""
+    return pm.Data(name, np.asarray(value))
+
+
+def _params(var: str, prior: Prior) -> dict[str, pt.TensorVariable]:
+    return {k: _data(f"prior_{var}_{k}", float(v)) for k, v in prior.params}
+
+
+def model_signature(design: Design, priors: PriorSet, parameterization: str) -> tuple:
+    """Everything a compiled model's structure depends on; equal signatures share a compiled model."""
+    blocks = tuple((b.n_levels, b.n_coefs, b.correlated, b.dense is not None) for b in design.blocks)
+    families = (tuple(p.family for p in priors.beta), tuple(p.family for _, p in priors.components),
+                priors.residual.family, priors.correlation.kwargs()["eta"])
+    n = None if parameterization == "marginal" else design.n
+    return (parameterization, n, design.p, blocks, families)
+
+
 def _sd_variable(name: str, prior: Prior) -> pt.TensorVariable:
     """A standard deviation with the given prior (InverseGamma priors sit on the variance)."""
-    kw = prior.kwargs()
+    kw = _params(name, prior)
     if prior.family == "InverseGamma":
         var = pm.InverseGamma(f"var_{name}", **kw)
         return pt.sqrt(var)
@@ -50,10 +70,11 @@ def _beta(priors: PriorSet) -> pt.TensorVariable:
     families = {p.family for p in priors.beta}
     if len(families) == 1:
         fam = families.pop()
-        params = {k: np.array([dict(p.params)[k] for p in priors.beta]) for k, _ in priors.beta[0].params}
+        params = {k: _data(f"prior_beta_{k}", [dict(p.params)[k] for p in priors.beta])
+                  for k, _ in priors.beta[0].params}
         return getattr(pm, fam)("beta", **params, dims=BETA_DIM)
     parts = [
-        getattr(pm, p.family)(f"beta_{safe_name(name)}", **p.kwargs())
+        getattr(pm, p.family)(f"beta_{safe_name(name)}", **_params(f"beta_{safe_name(name)}", p))
         for name, p in zip(priors.x_names, priors.beta)
     ]
     return pm.Deterministic("beta", pt.stack(parts), dims=BETA_DIM)
@@ -86,64 +107,70 @@ def correlation_labels(design: Design) -> list[str]:
     return out
 
 
+def _block_scales(blk: RandomBlock, priors: PriorSet, corr_parts: list):
+    """(σ_b vector, chol(R_b) or None) for one block; adds its LKJ correlation if correlated."""
+    sds = [_sd_variable(safe_name(comp), priors.component(comp)) for comp in blk.components]
+    sd_vec = pt.stack(sds)
+    if not blk.correlated:
+        return sds, sd_vec, None
+    k = blk.n_coefs
+    name = f"corr_{safe_name(blk.group)}"
+    # PyMC's LKJCorr needs a constant eta, so eta is part of the model signature
+    corr = pm.LKJCorr(name, n=k, eta=priors.correlation.kwargs()["eta"], return_matrix=True)
+    corr_parts.append(corr[np.triu_indices(k, 1)])
+    return sds, sd_vec, pt.linalg.cholesky(corr)
+
+
 def build_model(design: Design, priors: PriorSet, *, parameterization: str = "noncentered") -> pm.Model:
-    """The ``pm.Model`` for the latent-u parameterizations.
+    """The ``pm.Model`` of ``y = Xβ + Zu + e``.
 
     Parameters
     ----------
     design : Design
     priors : PriorSet
-    parameterization : {"noncentered", "centered"}
-        Non-centered: ``u_b = z_b · L_b'`` with ``z_b ~ N(0, 1)``; centered: ``u_b ~ N(0, G_b)``.
+    parameterization : {"noncentered", "centered", "marginal"}
+        Non-centered: ``u_b = z_b · (diag(σ_b) L_b)'`` with ``z_b ~ N(0, 1)``; centered:
+        ``u_b ~ N(0, G_b)``; marginal: u integrated out (:mod:`bayes_lmm.marginal`), the
+        likelihood a ``pm.Potential`` named ``y_marginal``, and u drawn after sampling.
 
     Returns
     -------
     pm.Model
         Variables: ``beta`` (dim ``coef``), ``sigma`` (dim ``component``, σ_j and σ_e),
-        ``u`` (dim ``u``, one entry per level and coefficient), ``correlation`` (if any
-        correlated block), and the likelihood ``y`` (dim ``obs``).
+        ``u`` (dim ``u_index``; latent parameterizations), ``correlation`` (if any correlated
+        block), and the likelihood ``y`` (dim ``obs``; latent parameterizations).
     """
-    if parameterization not in ("noncentered", "centered"):
-        raise ValueError(f"build_model handles latent parameterizations, not {parameterization!r}")
-    with pm.Model(coords=coords_for(design)) as model:
+    if parameterization not in ("noncentered", "centered", "marginal"):
+        raise ValueError(f"unknown parameterization {parameterization!r}")
+    coords = coords_for(design)
+    if parameterization == "marginal":
+        coords.pop(U_DIM)
+    with pm.Model(coords=coords) as model:
         beta = _beta(priors)
-        mu = pt.dot(design.X, beta)
-        sds = []
-        u_parts = []
-        corr_parts = []
+        sds, corr_parts, u_parts, lambdas = [], [], [], []
+        mu = pt.dot(_data("X", design.X), beta) if parameterization != "marginal" else None
         for blk in design.blocks:
-            block_sds = [
-                _sd_variable(safe_name(comp), priors.component(comp)) for comp in blk.components
-            ]
+            block_sds, sd_vec, chol_corr = _block_scales(blk, priors, corr_parts)
             sds.extend(block_sds)
+            chol = sd_vec[:, None] * chol_corr if chol_corr is not None else None
+            if parameterization == "marginal":
+                lambdas.append(chol if chol is not None else pt.diag(sd_vec))
+                continue
             name = safe_name(blk.group)
-            k = blk.n_coefs
             dims = (level_dim(blk), coef_dim(blk))
-            sd_vec = pt.stack(block_sds)
-            if blk.correlated:
-                corr = pm.LKJCorr(
-                    f"corr_{name}", n=k, eta=priors.correlation.kwargs()["eta"], return_matrix=True
-                )
-                chol_corr = pt.linalg.cholesky(corr)
-                chol = sd_vec[:, None] * chol_corr
-                iu = np.triu_indices(k, 1)
-                corr_parts.append(corr[iu])
-                if parameterization == "noncentered":
-                    z = pm.Normal(f"z_{name}", 0.0, 1.0, dims=dims)
-                    u_b = pt.dot(z, chol.T)
-                else:
-                    u_b = pm.MvNormal(f"u_{name}", mu=np.zeros(k), chol=chol, dims=dims)
+            if parameterization == "noncentered":
+                z = pm.Normal(f"z_{name}", 0.0, 1.0, dims=dims)
+                u_b = pt.dot(z, chol.T) if chol is not None else z * sd_vec[None, :]
+            elif chol is not None:
+                u_b = pm.MvNormal(f"u_{name}", mu=np.zeros(blk.n_coefs), chol=chol, dims=dims)
             else:
-                if parameterization == "noncentered":
-                    z = pm.Normal(f"z_{name}", 0.0, 1.0, dims=dims)
-                    u_b = z * sd_vec[None, :]
-                else:
-                    u_b = pm.Normal(f"u_{name}", 0.0, sd_vec[None, :], dims=dims)
+                u_b = pm.Normal(f"u_{name}", 0.0, sd_vec[None, :], dims=dims)
             u_parts.append(u_b.reshape((-1,)))
             if blk.dense is not None:
-                mu = mu + pt.dot(blk.dense, u_b[:, 0])
+                mu = mu + pt.dot(_data(f"Z_{name}", blk.dense), u_b[:, 0])
             else:
-                mu = mu + (u_b[blk.index] * blk.values).sum(axis=1)
+                index = _data(f"index_{name}", blk.index)
+                mu = mu + (u_b[index] * _data(f"values_{name}", blk.values)).sum(axis=1)
         sigma_e = _sd_variable(RESIDUAL, priors.residual)
         sds.append(sigma_e)
         pm.Deterministic("sigma", pt.stack(sds), dims=COMPONENT_DIM)
@@ -151,5 +178,14 @@ def build_model(design: Design, priors: PriorSet, *, parameterization: str = "no
             pm.Deterministic("u", pt.concatenate(u_parts), dims=U_DIM)
         if corr_parts:
             pm.Deterministic("correlation", pt.concatenate(corr_parts), dims=CORR_DIM)
-        pm.Normal("y", mu=mu, sigma=sigma_e, observed=design.y, dims=OBS_DIM)
+        if parameterization == "marginal":
+            st = marginal.statistics(design)
+            data = {f: pm.Data(f"stat_{f}", np.asarray(getattr(st, f), dtype=float))
+                    for f in ("XtX", "Xty", "yty", "WtW", "WtX", "Wty")}
+            data["n"] = _data("stat_n", float(st.n))
+            pm.Potential("y_marginal", marginal.loglik(
+                data, beta, lambdas, sigma_e, kind=st.kind,
+                block_sizes=[(b.n_levels, b.n_coefs) for b in design.blocks]))
+        else:
+            pm.Normal("y", mu=mu, sigma=sigma_e, observed=_data("y_observed", design.y), dims=OBS_DIM)
     return model

@@ -5,6 +5,7 @@ All options are keyword-only and explicit; nothing is read from global state.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import warnings
@@ -12,7 +13,6 @@ import warnings
 import arviz as az
 import numpy as np
 import pymc as pm
-import xarray as xr
 
 from .errors import SpecificationError
 
@@ -34,6 +34,39 @@ def resolve_sampler(sampler: str) -> str:
     return sampler
 
 
+#: nutpie models compiled in this process, by structure signature (see graph.model_signature)
+_COMPILED: dict[tuple, object] = {}
+
+
+def clear_compiled_cache() -> None:
+    """Forget the compiled models kept for reuse in this process."""
+    _COMPILED.clear()
+
+
+def _compiled_nutpie(model: pm.Model, cache_key: tuple | None):
+    import nutpie
+
+    data = {v.name: v.get_value() for v in model.data_vars}
+    if cache_key is not None and cache_key in _COMPILED:
+        compiled = _COMPILED[cache_key].with_data(**data)
+        # labels (level names, coefficient names) may differ between fits of one structure
+        original = compiled._coords
+        coords = {k: type(original[k])(v) if k in original else list(v) for k, v in model.coords.items()}
+        return dataclasses.replace(compiled, _coords=coords)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        compiled = nutpie.compile_pymc_model(model)
+    if cache_key is not None:
+        _COMPILED[cache_key] = compiled
+    return compiled
+
+
+def nutpie_sample(compiled, **kwargs) -> az.InferenceData:
+    import nutpie
+
+    return nutpie.sample(compiled, **kwargs)
+
+
 def sample(
     model: pm.Model,
     *,
@@ -44,6 +77,7 @@ def sample(
     random_seed: int | None,
     target_accept: float,
     progressbar: bool,
+    cache_key: tuple | None = None,
 ) -> az.InferenceData:
     """Run NUTS on ``model`` and return its InferenceData (posterior, sample_stats, observed_data).
 
@@ -57,25 +91,19 @@ def sample(
     target_accept : float
         NUTS step-size adaptation target; higher means smaller steps and fewer divergences.
     progressbar : bool
+    cache_key : tuple, optional
+        Structure signature of ``model`` (nutpie only): a model compiled earlier in this
+        process with the same signature is reused with this model's data, skipping
+        compilation.
     """
     seed = random_seed if random_seed is not None else int(np.random.SeedSequence().entropy % 2**31)
     cores = max(1, min(chains, os.cpu_count() or 1))
     if sampler == "nutpie":
-        import nutpie
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            compiled = nutpie.compile_pymc_model(model)
-        idata = nutpie.sample(
+        compiled = _compiled_nutpie(model, cache_key)
+        return nutpie_sample(
             compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
             progress_bar=progressbar, save_warmup=False, target_accept=target_accept,
         )
-        if "observed_data" not in idata.groups():
-            observed = {
-                rv.name: (("obs",), np.asarray(model.rvs_to_values[rv].data)) for rv in model.observed_RVs
-            }
-            idata.add_groups(observed_data=xr.Dataset(observed))
-        return idata
     with model:
         return pm.sample(
             draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,

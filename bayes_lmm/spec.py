@@ -148,7 +148,7 @@ def LKJ(eta: float = 2.0) -> Prior:
 class SamplerOptions:
     """How to run NUTS. Every option is explicit; ``random_seed=None`` means fresh entropy."""
 
-    sampler: str = "pymc"
+    sampler: str = "auto"
     draws: int = 1000
     tune: int = 1000
     chains: int = 4

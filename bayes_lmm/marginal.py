@@ -1,0 +1,203 @@
+"""Random effects integrated out: ``y ~ N(Xβ, ZGZ' + σ_e² I)`` without n×n matrices.
+
+Write G = ΛΛ' with Λ = blockdiag(I_L ⊗ Λ_b), Λ_b = diag(σ_b) · chol(R_b), and u = Λv with
+v ~ N(0, I). With r = y − Xβ and M = I + Λ'Z'ZΛ / σ_e², the matrix determinant lemma and
+Woodbury give
+
+    log p(y | β, θ) = −½ [ n log 2π + n log σ_e² + log|M| + (r'r − b'M⁻¹b / σ_e²) / σ_e² ],
+
+b = Λ'Z'r. Everything is a function of the sufficient statistics X'X, X'y, y'y, Z'Z, Z'X and
+Z'y, so after a one-off pass over the rows the cost per gradient does not depend on n.
+
+* One random block (any number k of coefficients per level): Z'Z is block-diagonal with one
+  k×k block per level, so M splits into L small independent k×k systems (closed forms for
+  k ≤ 2): cost O(L·k³).
+* Several blocks: a dense q×q Cholesky of M (use for moderate q).
+
+After sampling, u is drawn for every posterior draw from its exact Gaussian conditional
+``v | y, β, θ ~ N(M⁻¹b/σ_e², M⁻¹)``, ``u = Λv``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytensor.tensor as pt
+
+from .design import Design
+
+#: largest total number of random coefficients q for the dense-M path under "auto"
+DENSE_Q_MAX = 150
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Sufficient statistics for the marginal likelihood (numpy arrays)."""
+
+    kind: str  # "grouped" (one block, per-level systems) or "dense"
+    n: int
+    XtX: np.ndarray
+    Xty: np.ndarray
+    yty: float
+    WtW: np.ndarray  # grouped: (L, k, k); dense: (q, q) = Z'Z
+    WtX: np.ndarray  # grouped: (L, k, p); dense: (q, p)
+    Wty: np.ndarray  # grouped: (L, k);    dense: (q,)
+
+
+def marginal_kind(design: Design) -> str:
+    """Which closed form applies: ``grouped`` for one block of gather form, else ``dense``."""
+    if len(design.blocks) == 1 and design.blocks[0].dense is None:
+        return "grouped"
+    return "dense"
+
+
+def cheap(design: Design) -> bool:
+    """Whether the marginal form is cheap here (the rule behind ``parameterization="auto"``)."""
+    if not design.blocks:
+        return False
+    if marginal_kind(design) == "grouped":
+        return design.blocks[0].n_coefs <= 4
+    return sum(b.n_levels * b.n_coefs for b in design.blocks) <= DENSE_Q_MAX
+
+
+def statistics(design: Design) -> Statistics:
+    """One pass over the rows: the cross-products the marginal likelihood needs."""
+    X, y = design.X, design.y
+    common = dict(n=design.n, XtX=X.T @ X, Xty=X.T @ y, yty=float(y @ y))
+    if marginal_kind(design) == "grouped":
+        blk = design.blocks[0]
+        L, k, p = blk.n_levels, blk.n_coefs, design.p
+        W = blk.values
+        WtW = np.zeros((L, k, k))
+        WtX = np.zeros((L, k, p))
+        Wty = np.zeros((L, k))
+        np.add.at(WtW, blk.index, W[:, :, None] * W[:, None, :])
+        np.add.at(WtX, blk.index, W[:, :, None] * X[:, None, :])
+        np.add.at(Wty, blk.index, W * y[:, None])
+        return Statistics(kind="grouped", WtW=WtW, WtX=WtX, Wty=Wty, **common)
+    Z = design.Z
+    return Statistics(kind="dense", WtW=Z.T @ Z, WtX=Z.T @ X, Wty=Z.T @ y, **common)
+
+
+def _small_spd(M, k: int):
+    """(log-determinant, inverse) of a batch (…, k, k) of SPD matrices, closed form for k ≤ 2."""
+    if k == 1:
+        return pt.log(M[..., 0, 0]), 1.0 / M
+    if k == 2:
+        a, b, d = M[..., 0, 0], M[..., 0, 1], M[..., 1, 1]
+        det = a * d - b * b
+        inv = pt.stack([pt.stack([d, -b], axis=-1), pt.stack([-b, a], axis=-1)], axis=-2) / det[..., None, None]
+        return pt.log(det), inv
+    chol = pt.linalg.cholesky(M)
+    logdet = 2.0 * pt.log(pt.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+    return logdet, pt.linalg.inv(M)
+
+
+def loglik(stats: dict, beta, lambdas: list, sigma_e, *, kind: str, block_sizes: list[tuple[int, int]]):
+    """Marginal log-likelihood as a PyTensor expression.
+
+    Parameters
+    ----------
+    stats : dict of PyTensor variables
+        The fields of :class:`Statistics` (as ``pm.Data`` so a compiled model can be reused).
+    beta : (p,) tensor
+    lambdas : list of (k, k) tensors
+        Λ_b = diag(σ_b) · chol(R_b) for each block.
+    sigma_e : scalar tensor
+    kind : {"grouped", "dense"}
+    block_sizes : list of (levels, k) per block
+    """
+    s2 = sigma_e**2
+    rtr = stats["yty"] - 2.0 * pt.dot(stats["Xty"], beta) + pt.dot(beta, pt.dot(stats["XtX"], beta))
+    if kind == "grouped":
+        (lam,) = lambdas
+        k = block_sizes[0][1]
+        Wtr = stats["Wty"] - pt.dot(stats["WtX"], beta)  # (L, k)
+        A = pt.einsum("ji,ljm,mn->lin", lam, stats["WtW"], lam) if k > 1 else stats["WtW"] * lam[0, 0] ** 2
+        M = pt.eye(k)[None] + A / s2
+        b = pt.dot(Wtr, lam) if k > 1 else Wtr * lam[0, 0]  # rows: Λ' Wtr_l
+        logdet, Minv = _small_spd(M, k)
+        quad_b = (b[:, :, None] * Minv * b[:, None, :]).sum()
+        logdet_M = logdet.sum()
+    else:
+        parts = []
+        for lam, (levels, k) in zip(lambdas, block_sizes):
+            eye = pt.eye(levels)
+            parts.append((eye[:, None, :, None] * lam[None, :, None, :]).reshape((levels * k, levels * k)))
+        Lam = pt.linalg.block_diag(*parts) if len(parts) > 1 else parts[0]
+        q = Lam.shape[0]
+        Ztr = stats["Wty"] - pt.dot(stats["WtX"], beta)
+        M = pt.eye(q) + pt.dot(Lam.T, pt.dot(stats["WtW"], Lam)) / s2
+        chol = pt.linalg.cholesky(M)
+        b = pt.dot(Lam.T, Ztr)
+        w = pt.linalg.solve_triangular(chol, b, lower=True)
+        quad_b = pt.dot(w, w)
+        logdet_M = 2.0 * pt.log(pt.diagonal(chol)).sum()
+    n = stats["n"]
+    quad = (rtr - quad_b / s2) / s2
+    return -0.5 * (n * np.log(2 * np.pi) + n * pt.log(s2) + logdet_M + quad)
+
+
+def lambda_draws(sd: np.ndarray, corr: np.ndarray | None, k: int) -> np.ndarray:
+    """Λ_b per draw, shape (S, k, k), from SDs (S, k) and upper-triangle correlations (S, m)."""
+    S = sd.shape[0]
+    R = np.broadcast_to(np.eye(k), (S, k, k)).copy()
+    if corr is not None and k > 1:
+        iu = np.triu_indices(k, 1)
+        R[:, iu[0], iu[1]] = corr
+        R[:, iu[1], iu[0]] = corr
+    return sd[:, :, None] * np.linalg.cholesky(R)
+
+
+def draw_u(stats: Statistics, design: Design, beta: np.ndarray, sigma: np.ndarray,
+           corr: np.ndarray | None, rng: np.random.Generator, chunk: int = 256) -> np.ndarray:
+    """Exact conditional draws of u for every posterior draw: shape (S, q).
+
+    ``sigma`` holds (S, components + 1) SDs with σ_e last; ``corr`` the correlation draws.
+    """
+    S = beta.shape[0]
+    s2 = sigma[:, -1] ** 2
+    lams, at, c_at = [], 0, 0
+    for blk in design.blocks:
+        k = blk.n_coefs
+        m = k * (k - 1) // 2
+        c = corr[:, c_at : c_at + m] if (blk.correlated and corr is not None) else None
+        lams.append(lambda_draws(sigma[:, at : at + k], c, k))
+        at += k
+        c_at += m if blk.correlated else 0
+    if stats.kind == "grouped":
+        blk = design.blocks[0]
+        L, k = blk.n_levels, blk.n_coefs
+        out = np.empty((S, L * k))
+        for lo in range(0, S, chunk):
+            hi = min(S, lo + chunk)
+            lam = lams[0][lo:hi]  # (s, k, k)
+            Wtr = stats.Wty[None] - np.einsum("lkp,sp->slk", stats.WtX, beta[lo:hi])
+            A = np.einsum("sji,ljm,smn->slin", lam, stats.WtW, lam)
+            M = np.eye(k) + A / s2[lo:hi, None, None, None]
+            b = np.einsum("sji,slj->sli", lam, Wtr)
+            chol = np.linalg.cholesky(M)
+            mean = np.linalg.solve(M, b[..., None])[..., 0] / s2[lo:hi, None, None]
+            eps = rng.standard_normal(mean.shape)
+            # v = mean + L^{-T} ε has covariance M^{-1}
+            noise = np.linalg.solve(np.swapaxes(chol, -1, -2), eps[..., None])[..., 0]
+            v = mean + noise
+            out[lo:hi] = np.einsum("sij,slj->sli", lam, v).reshape(hi - lo, L * k)
+        return out
+    q = sum(b.n_levels * b.n_coefs for b in design.blocks)
+    out = np.empty((S, q))
+    for s in range(S):
+        Lam = np.zeros((q, q))
+        pos = 0
+        for blk, lam in zip(design.blocks, lams):
+            size = blk.n_levels * blk.n_coefs
+            Lam[pos : pos + size, pos : pos + size] = np.kron(np.eye(blk.n_levels), lam[s])
+            pos += size
+        Ztr = stats.Wty - stats.WtX @ beta[s]
+        M = np.eye(q) + Lam.T @ stats.WtW @ Lam / s2[s]
+        chol = np.linalg.cholesky(M)
+        mean = np.linalg.solve(M, Lam.T @ Ztr) / s2[s]
+        v = mean + np.linalg.solve(chol.T, rng.standard_normal(q))
+        out[s] = Lam @ v
+    return out

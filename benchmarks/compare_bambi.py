@@ -1,0 +1,164 @@
+"""bayes_lmm against bambi on the same data, in one run, each fit in a fresh process.
+
+Usage (from the project root):
+
+    python benchmarks/compare_bambi.py [--bambi-python PATH] [--cases seedling,sleepstudy,crossed,big]
+    python benchmarks/compare_bambi.py --scaling
+
+bambi pins an older formulae than bayes_lmm uses, so it usually lives in its own environment:
+
+    python -m venv /tmp/bambi-env && /tmp/bambi-env/bin/pip install bambi nutpie "matplotlib<3.11"
+    python benchmarks/compare_bambi.py --bambi-python /tmp/bambi-env/bin/python
+
+Every fit: 4 chains × 1000 tune + 1000 draws, peers at their defaults. Wall time counts
+model building, compilation and sampling (a fresh process each, so nothing is cached).
+ESS/s = smallest bulk ESS over the fixed effects and the standard deviations ÷ wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "models" / "data"
+
+CASES = {
+    "seedling": ("weight ~ genotype + (1|pot)", "notes' Example 1 (10 rows, 4 pots)"),
+    "sleepstudy": ("Reaction ~ Days + (Days|Subject)", "sleepstudy, correlated slopes (180 rows, 18 subjects)"),
+    "crossed": ("y ~ x + (1|a) + (1|b)", "crossed design (144 rows, 24 + 6 levels)"),
+    "big": ("y ~ x + (1|g)", "100,000 rows, 2,000 groups, random intercept"),
+}
+
+
+def make_data(case: str, n: int = 100_000, groups: int = 2_000) -> pd.DataFrame:
+    if case == "seedling":
+        df = pd.read_csv(DATA / "seedling.csv")
+        df["genotype"] = df["genotype"].astype(str)
+        df["pot"] = df["pot"].astype(str)
+        return df
+    if case == "sleepstudy":
+        df = pd.read_csv(DATA / "sleepstudy.csv")
+        df["Subject"] = df["Subject"].astype(str)
+        return df
+    rng = np.random.default_rng(42)
+    if case == "crossed":
+        a, b = np.repeat(np.arange(24), 6), np.tile(np.arange(6), 24)
+        x = rng.normal(size=144)
+        y = 1 + 0.5 * x + rng.normal(0, 1, 24)[a] + rng.normal(0, 0.7, 6)[b] + rng.normal(size=144)
+        return pd.DataFrame({"y": y, "x": x, "a": a.astype(str), "b": b.astype(str)})
+    g = rng.integers(0, groups, n)
+    x = rng.normal(size=n)
+    y = 1 + 0.5 * x + rng.normal(0, 1, groups)[g] + rng.normal(size=n)
+    return pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
+
+
+def _min_ess(idata, names) -> float:
+    import arviz as az
+
+    ess = az.ess(idata.posterior[names], method="bulk")
+    return float(min(np.min(ess[v].to_numpy()) for v in names))
+
+
+def worker(tool: str, case: str, n: int, groups: int) -> dict:
+    """Run one fit in this process and return its measurements."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    formula, _ = CASES[case]
+    data = make_data(case, n, groups)
+    start = time.perf_counter()
+    if tool.startswith("bayes_lmm"):
+        import bayes_lmm as bl
+
+        sampler = tool.split(":")[1] if ":" in tool else "auto"
+        fit = bl.fit(formula, data, random_seed=1, progressbar=False, sampler=sampler)
+        wall = time.perf_counter() - start
+        div = fit.diagnostics().divergences
+        ess = _min_ess(fit.idata, ["beta", "sigma"])
+        rhat = fit.diagnostics().max_rhat
+        extra = {"parameterization": fit.parameterization, "sampler": fit.sampler}
+    else:
+        import bambi as bmb
+
+        method = "nutpie" if tool == "bambi:nutpie" else "pymc"
+        model = bmb.Model(formula, data)
+        idata = model.fit(draws=1000, tune=1000, chains=4, random_seed=1, progressbar=False,
+                          inference_method=method)
+        wall = time.perf_counter() - start
+        names = [v for v in idata.posterior.data_vars
+                 if ("|" not in v or v.endswith("_sigma")) and not v.endswith("_offset") and v != "mu"]
+        div = int(idata.sample_stats["diverging"].sum())
+        ess = _min_ess(idata, names)
+        import arviz as az
+
+        rhat = float(max(np.max(az.rhat(idata.posterior[names])[v].to_numpy()) for v in names))
+        extra = {}
+    return {"tool": tool, "case": case, "n": len(data), "wall_s": wall, "divergences": div,
+            "min_ess_bulk": ess, "ess_per_s": ess / wall, "max_rhat": rhat, **extra}
+
+
+def run_fresh(python: str, tool: str, case: str, n: int = 100_000, groups: int = 2_000,
+              timeout: float = 3600) -> dict:
+    cmd = [python, str(Path(__file__).resolve()), "--worker", tool, case, str(n), str(groups)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"tool": tool, "case": case, "error": f"timed out after {timeout:.0f} s"}
+    if out.returncode != 0:
+        return {"tool": tool, "case": case, "error": out.stderr.strip().splitlines()[-1][:200]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--worker", nargs=4, metavar=("TOOL", "CASE", "N", "GROUPS"))
+    p.add_argument("--bambi-python", default=sys.executable)
+    p.add_argument("--cases", default="seedling,sleepstudy,crossed,big")
+    p.add_argument("--skip-bambi-pymc-big", action="store_true", default=True,
+                   help="bambi's PyMC NUTS needs about 30 min on the big case (default: skip)")
+    p.add_argument("--scaling", action="store_true", help="bayes_lmm only: 1e3 → 1e6 rows")
+    args = p.parse_args()
+    if args.worker:
+        tool, case, n, groups = args.worker
+        print(json.dumps(worker(tool, case, int(n), int(groups))))
+        return
+    if args.scaling:
+        rows = []
+        for n, groups in ((1_000, 100), (10_000, 1_000), (100_000, 2_000), (100_000, 20_000), (1_000_000, 20_000)):
+            r = run_fresh(sys.executable, "bayes_lmm", "big", n, groups)
+            r["groups"] = groups
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+        print(pd.DataFrame(rows)[["n", "groups", "wall_s", "divergences", "min_ess_bulk", "ess_per_s"]].to_string(index=False))
+        return
+    rows = []
+    for case in args.cases.split(","):
+        for tool in ("bayes_lmm", "bambi:pymc", "bambi:nutpie"):
+            if tool == "bambi:pymc" and case == "big" and args.skip_bambi_pymc_big:
+                continue
+            python = sys.executable if tool.startswith("bayes_lmm") else args.bambi_python
+            r = run_fresh(python, tool, case)
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    table = pd.DataFrame(rows)
+    for case in table["case"].unique():
+        sub = table[table.case == case]
+        for ref in ("bambi:pymc", "bambi:nutpie"):
+            base = sub.loc[sub.tool == ref, "ess_per_s"]
+            if len(base) and "ess_per_s" in sub:
+                table.loc[table.case == case, f"ratio_vs_{ref}"] = sub["ess_per_s"] / float(base.iloc[0])
+    cols = [c for c in ("case", "tool", "wall_s", "divergences", "max_rhat", "min_ess_bulk", "ess_per_s",
+                        "ratio_vs_bambi:pymc", "ratio_vs_bambi:nutpie", "error") if c in table]
+    print(table[cols].round(3).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""u integrated out: exact likelihood, same posterior as the latent forms, u drawn afterwards."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats as st
+
+import bayes_lmm as bl
+from bayes_lmm.api import resolve_parameterization
+from bayes_lmm.graph import build_model
+from bayes_lmm.priors import resolve_priors
+from bayes_lmm.variance import var_y_draws
+from conftest import FAST, quiet_fit
+
+CASES = [
+    ("sleepstudy", "Reaction ~ Days + (Days|Subject)"),   # one block, k = 2, correlated
+    ("sleepstudy", "Reaction ~ Days + (Days||Subject)"),  # two blocks: dense path
+    ("litter", "response ~ treatment + (1|litter/animal)"),  # nested: dense path
+    ("seedling", "weight ~ genotype + (1|pot)"),  # one block, k = 1
+]
+
+
+@pytest.mark.parametrize("dataset, formula", CASES)
+def test_marginal_loglik_equals_dense_mvn(dataset, formula, request):
+    data = request.getfixturevalue(dataset)
+    design = bl.design_from_formula(formula, data)
+    model = build_model(design, resolve_priors({}, design), parameterization="marginal")
+    names = ["y_marginal", "beta", "sigma"] + (["correlation"] if "correlation" in model.named_vars else [])
+    fn = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]), inputs=model.value_vars)
+    rng = np.random.default_rng(0)
+    point = {k: v + rng.normal(scale=0.3, size=np.shape(v)) for k, v in model.initial_point().items()}
+    val, beta, sigma, *corr = fn(point)
+    V = var_y_draws(design, sigma[None], corr[0][None] if corr else None, list(range(design.n)))[0]
+    assert float(val) == pytest.approx(st.multivariate_normal(design.X @ beta, V).logpdf(design.y), rel=1e-9)
+
+
+def test_auto_picks_marginal_where_cheap(sleepstudy):
+    one = bl.design_from_formula("Reaction ~ Days + (Days|Subject)", sleepstudy)
+    assert resolve_parameterization("auto", one) == "marginal"
+    rng = np.random.default_rng(1)
+    big = pd.DataFrame({"y": rng.normal(size=400), "a": rng.integers(0, 100, 400), "b": rng.integers(0, 100, 400)})
+    crossed = bl.design_from_formula("y ~ 1 + (1|a) + (1|b)", big)
+    assert resolve_parameterization("auto", crossed) == "noncentered"
+
+
+def close(a, b, se):
+    return abs(a - b) <= 4 * se
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("formula, data_name, factors", [
+    ("weight ~ genotype + (1|pot)", "seedling", ["genotype"]),
+    ("response ~ treatment + (1|litter/animal)", "litter", ["treatment"]),
+    ("y ~ x + (1|a) + (1|b)", "crossed", []),
+])
+def test_marginal_and_latent_agree(formula, data_name, factors, request):
+    if data_name == "crossed":
+        rng = np.random.default_rng(5)
+        a, b = np.repeat(np.arange(24), 6), np.tile(np.arange(6), 24)
+        data = pd.DataFrame({"a": a, "b": b, "x": rng.normal(size=144)})
+        data["y"] = 1 + 0.5 * data.x + rng.normal(0, 1, 24)[a] + rng.normal(0, 0.7, 6)[b] + rng.normal(size=144)
+    else:
+        data = request.getfixturevalue(data_name)
+    kw = dict(FAST, draws=1000, chains=2, factors=factors, coding="full" if factors else "treatment")
+    fits = {p: quiet_fit(bl.fit, formula, data, parameterization=p, random_seed=4, **kw)
+            for p in ("marginal", "noncentered", "centered")}
+    ref = fits["marginal"]
+    assert "u" in ref.idata.posterior and ref.parameterization == "marginal"
+    for p in ("noncentered", "centered"):
+        for name in ("sigma", "u"):
+            a, b = ref.draws(name), fits[p].draws(name)
+            se = np.sqrt(a.var(axis=0) / 300 + b.var(axis=0) / 300)  # conservative ESS of 300
+            assert np.all(close(np.median(a, axis=0), np.median(b, axis=0), se)), (p, name)
+
+
+def test_compiled_model_is_reused_with_new_data_and_labels():
+    from bayes_lmm import sampling
+
+    def data(seed, prefix):
+        rng = np.random.default_rng(seed)
+        g = rng.integers(0, 8, 80)
+        return pd.DataFrame({"y": 100 * seed + rng.normal(0, 1, 8)[g] + rng.normal(size=80),
+                             "grp": [f"{prefix}{v}" for v in g]})
+
+    kw = dict(FAST, draws=200, tune=200, random_seed=3)
+    first = quiet_fit(bl.fit, "y ~ 1 + (1|grp)", data(1, "a"), **kw)
+    size = len(sampling._COMPILED)
+    second = quiet_fit(bl.fit, "y ~ 1 + (1|grp)", data(2, "b"), **kw)
+    assert len(sampling._COMPILED) == size  # same structure: no new compilation
+    assert first.fixed_effects().loc["Intercept", "median"] == pytest.approx(100, abs=3)
+    assert second.fixed_effects().loc["Intercept", "median"] == pytest.approx(200, abs=3)
+    assert list(second.idata.posterior["u"].coords["u_index"].values)[0] == "grp[b0]"
