@@ -5,7 +5,7 @@
 >>> fit.contrast("genotype[1] - genotype[2]")
 """
 
-from .api import build, fit, fit_matrices, reml
+from .api import build, compare, fit, fit_matrices, reml, sample_prior, simulate
 from .design import Design, design_from_formula, design_from_matrices
 from .errors import BayesLMMError, DataError, EstimabilityError, SpecificationError
 from .reml import RemlResult
@@ -26,7 +26,7 @@ from .spec import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "fit", "fit_matrices", "build", "reml", "RemlResult", "Fit", "Diagnostics", "Design", "design_from_formula",
+    "fit", "fit_matrices", "build", "reml", "RemlResult", "compare", "simulate", "sample_prior", "Fit", "Diagnostics", "Design", "design_from_formula",
     "design_from_matrices", "BayesLMMError", "DataError", "SpecificationError",
     "EstimabilityError", "Prior", "Normal", "StudentT", "HalfNormal", "HalfStudentT",
     "HalfCauchy", "Exponential", "InverseGamma", "LKJ", "ModelSpec",

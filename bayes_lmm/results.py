@@ -15,9 +15,12 @@ from typing import Any
 import arviz as az
 import numpy as np
 import pandas as pd
+import pymc as pm
 import xarray as xr
 
+from . import checks as _checks
 from . import contrasts as _contrasts
+from . import plots as _plots
 from . import variance as _variance
 from .design import RESIDUAL, Design, _row_selection, new_data_blocks
 from .errors import DataError, SpecificationError
@@ -441,6 +444,122 @@ class Fit:
         out = _contrasts.summarize(draws, [str(i) for i in new_data.index], prob=prob)
         out.index = new_data.index
         return out[["mean", "median", "sd", "lower", "upper"]]
+
+    # ------------------------------------------------------------------ predictive checks
+    def _replicated(self, *, new_groups: bool = False, random_seed: int | None = None) -> np.ndarray:
+        rng = np.random.default_rng(random_seed)
+        u = self.draws("u") if self.design.blocks else None
+        return _checks.replicate(self.design, self.draws("beta"), self.draws("sigma"), u,
+                                 self._corr_draws(), new_groups=new_groups, rng=rng)
+
+    def posterior_predictive(self, *, new_groups: bool = False, random_seed: int | None = None):
+        """Replicated y for every posterior draw, stored as ``idata.posterior_predictive["y"]``.
+
+        ``new_groups=False`` conditions on the fitted u (checks the within-group model);
+        ``True`` draws fresh u ~ N(0, G) per draw (checks the between-group model too).
+        """
+        y_rep = self._replicated(new_groups=new_groups, random_seed=random_seed)
+        post = self.idata.posterior
+        da = xr.DataArray(y_rep.reshape(post.sizes["chain"], post.sizes["draw"], -1),
+                          dims=("chain", "draw", "obs"),
+                          coords={"chain": post["chain"], "draw": post["draw"]})
+        if "posterior_predictive" in self.idata.groups():
+            del self.idata.posterior_predictive
+        self.idata.add_groups(posterior_predictive=xr.Dataset({"y": da}))
+        return self.idata
+
+    def check(self, statistics: Sequence[str] | None = None, groups: Sequence[str] | None = None, *,
+              new_groups: bool = False, random_seed: int | None = None) -> pd.DataFrame:
+        """Posterior predictive p-values of statistics that matter for mixed models.
+
+        Parameters
+        ----------
+        statistics : sequence of str, optional
+            From ``mean, sd`` (overall) and ``sd_group_means, max_group_mean,
+            min_group_mean, within_group_sd`` (per grouping). Default: all.
+        groups : sequence of str, optional
+            Groupings for the grouped statistics: the model's random factors (default) or
+            any data column, which is how a missing random factor shows up.
+        new_groups : bool
+            Replicate with fresh u from G instead of the fitted u.
+
+        Returns
+        -------
+        DataFrame with columns ``statistic, group, observed, replicated_mean, p_value``;
+        ``p_value = Pr(T(y_rep) ≥ T(y))``, values near 0 or 1 flag a misfit.
+        """
+        statistics = list(_checks.STATISTICS) if statistics is None else list(statistics)
+        y_rep = self._replicated(new_groups=new_groups, random_seed=random_seed)
+        return _checks.check_table(self.design.y, y_rep, _checks.grouping_codes(self.design, groups),
+                                   statistics)
+
+    def log_likelihood(self) -> az.InferenceData:
+        """Add the pointwise log-likelihood (given u) as ``idata.log_likelihood["y"]``."""
+        if "log_likelihood" not in self.idata.groups():
+            u = self.draws("u") if self.design.blocks else None
+            ll = _checks.pointwise_loglik(self.design, self.draws("beta"), self.draws("sigma"), u)
+            post = self.idata.posterior
+            da = xr.DataArray(ll.reshape(post.sizes["chain"], post.sizes["draw"], -1),
+                              dims=("chain", "draw", "obs"),
+                              coords={"chain": post["chain"], "draw": post["draw"]})
+            self.idata.add_groups(log_likelihood=xr.Dataset({"y": da}))
+        return self.idata
+
+    def loo(self):
+        """PSIS-LOO (ArviZ) of the observations given the random effects.
+
+        Warns with the number of observations whose Pareto k exceeds 0.7 (their LOO
+        estimate is unreliable).
+        """
+        import warnings
+
+        self.log_likelihood()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = az.loo(self.idata, pointwise=True)
+        bad = int((np.asarray(result.pareto_k) > 0.7).sum())
+        if bad:
+            warnings.warn(f"{bad} of {self.design.n} observations have Pareto k > 0.7; "
+                          f"their LOO estimates are unreliable (a group with few observations "
+                          f"each is a common cause)", UserWarning, stacklevel=2)
+        return result
+
+    def prior_predictive(self, draws: int = 500, *, random_seed: int | None = None) -> az.InferenceData:
+        """Draws of every parameter and of y from the priors alone (nothing is fitted)."""
+        from .graph import build_model
+
+        model = build_model(self.design, self.prior_set, parameterization="noncentered")
+        with model:
+            return pm.sample_prior_predictive(draws=draws, random_seed=random_seed)
+
+    # ------------------------------------------------------------------ plots
+    def plot_ppc(self, **kwargs):
+        """See :func:`bayes_lmm.plots.plot_ppc`."""
+        return _plots.plot_ppc(self, **kwargs)
+
+    def plot_variance_components(self, **kwargs):
+        """See :func:`bayes_lmm.plots.plot_variance_components`."""
+        return _plots.plot_variance_components(self, **kwargs)
+
+    def plot_forest(self, **kwargs):
+        """See :func:`bayes_lmm.plots.plot_forest`."""
+        return _plots.plot_forest(self, **kwargs)
+
+    def plot_shrinkage(self, factor: str | None = None):
+        """See :func:`bayes_lmm.plots.plot_shrinkage`."""
+        return _plots.plot_shrinkage(self, factor)
+
+    def plot_var_y(self, rows: Sequence[int] | None = None):
+        """See :func:`bayes_lmm.plots.plot_var_y`."""
+        return _plots.plot_var_y(self, rows)
+
+    def plot_diagnostics(self, kind: str = "trace"):
+        """See :func:`bayes_lmm.plots.plot_diagnostics`."""
+        return _plots.plot_diagnostics(self, kind)
+
+    def plot_check(self, statistics: Sequence[str] = ("sd_group_means",), groups=None, **kwargs):
+        """See :func:`bayes_lmm.plots.plot_check`."""
+        return _plots.plot_check(self, statistics, groups, **kwargs)
 
     # ------------------------------------------------------------------ REML cross-check
     def compare_reml(self, prob: float = 0.95) -> pd.DataFrame:

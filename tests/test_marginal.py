@@ -4,13 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats as st
+from conftest import FAST, quiet_fit
 
 import bayes_lmm as bl
 from bayes_lmm.api import resolve_parameterization
 from bayes_lmm.graph import build_model
 from bayes_lmm.priors import resolve_priors
 from bayes_lmm.variance import var_y_draws
-from conftest import FAST, quiet_fit
 
 CASES = [
     ("sleepstudy", "Reaction ~ Days + (Days|Subject)"),   # one block, k = 2, correlated
