@@ -113,10 +113,16 @@ def loglik(stats: dict, beta, lambdas: list, sigma_e, *, kind: str, block_sizes:
     if kind == "grouped":
         (lam,) = lambdas
         k = block_sizes[0][1]
-        Wtr = stats["Wty"] - pt.dot(stats["WtX"], beta)  # (L, k)
-        A = pt.einsum("ji,ljm,mn->lin", lam, stats["WtW"], lam) if k > 1 else stats["WtW"] * lam[0, 0] ** 2
+        # elementwise products and sums only: fast in both the C and the numba backends
+        Wtr = stats["Wty"] - (stats["WtX"] * beta[None, None, :]).sum(axis=-1)  # (L, k)
+        if k == 1:
+            A = stats["WtW"] * lam[0, 0] ** 2
+            b = Wtr * lam[0, 0]
+        else:
+            tmp = (lam.T[None, :, :, None] * stats["WtW"][:, None, :, :]).sum(axis=2)  # Λ'W'W
+            A = (tmp[:, :, :, None] * lam[None, None, :, :]).sum(axis=2)  # Λ'W'WΛ
+            b = (Wtr[:, :, None] * lam[None, :, :]).sum(axis=1)  # rows: Λ' Wtr_l
         M = pt.eye(k)[None] + A / s2
-        b = pt.dot(Wtr, lam) if k > 1 else Wtr * lam[0, 0]  # rows: Λ' Wtr_l
         logdet, Minv = _small_spd(M, k)
         quad_b = (b[:, :, None] * Minv * b[:, None, :]).sum()
         logdet_M = logdet.sum()
