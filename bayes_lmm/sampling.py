@@ -47,6 +47,10 @@ def _compiled_nutpie(model: pm.Model, cache_key: tuple | None):
     import nutpie
 
     data = {v.name: v.get_value() for v in model.data_vars}
+    if cache_key is not None:
+        # names of data, dims and variables depend on the factors' names: part of the key
+        cache_key = (cache_key, tuple(sorted(data)), tuple(sorted(model.coords)),
+                     tuple(v.name for v in model.free_RVs))
     if cache_key is not None and cache_key in _COMPILED:
         compiled = _COMPILED[cache_key].with_data(**data)
         # labels (level names, coefficient names) may differ between fits of one structure
