@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import arviz as az
@@ -635,6 +636,12 @@ class Fit:
         ]
         lines += [f"  WARNING: {p}" for p in d.problems()]
         return "\n".join(lines)
+
+    def save(self, path) -> Path:
+        """Write the fit (InferenceData, spec, design inputs) to one NetCDF file; see :func:`bl.load`."""
+        from .persist import save
+
+        return save(self, path)
 
     def __repr__(self) -> str:
         return f"<bayes_lmm.Fit n={self.design.n} p={self.design.p} components={self.component_names}>"

@@ -4,7 +4,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import notes_example1_matrices, quiet_fit
+from conftest import FAST, notes_example1_matrices, quiet_fit
 
 import bayes_lmm as bl
 
@@ -162,3 +162,35 @@ def test_example2_formula_and_matrix_paths_same_posterior(litter):
                   factors=["treatment"], **kw)
     np.testing.assert_allclose(a.draws("sigma"), b.draws("sigma"))
     np.testing.assert_allclose(a.draws("u"), b.draws("u"))
+
+
+def test_save_and_load_round_trip(sleep_fit, tmp_path, sleepstudy):
+    path = sleep_fit.save(tmp_path / "sleep.nc")
+    back = bl.load(path)
+    pd.testing.assert_frame_equal(back.fixed_effects(), sleep_fit.fixed_effects())
+    pd.testing.assert_frame_equal(back.variance_components(), sleep_fit.variance_components())
+    new = pd.DataFrame({"Days": [3], "Subject": ["308"]})
+    pd.testing.assert_frame_equal(back.predict(new, random_seed=1), sleep_fit.predict(new, random_seed=1))
+    assert back.contrast("Days")["mean"].iloc[0] == pytest.approx(sleep_fit.contrast("Days")["mean"].iloc[0])
+
+
+def test_save_and_load_matrix_fit(seedling, tmp_path):
+    X, Z = notes_example1_matrices()
+    fit = quiet_fit(bl.fit_matrices, seedling.weight, X, {"pot": Z}, x_names=["mu", "g1", "g2"],
+                    random_seed=3, **FAST)
+    back = bl.load(fit.save(tmp_path / "m.nc"))
+    np.testing.assert_array_equal(back.design.Z, Z)
+    pd.testing.assert_frame_equal(back.contrast({"d": [0, 1, -1]}), fit.contrast({"d": [0, 1, -1]}))
+
+
+def test_load_rejects_foreign_and_corrupt_files(tmp_path):
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(b"not a netcdf file at all")
+    with pytest.raises(bl.FileFormatError):
+        bl.load(bad)
+    foreign = tmp_path / "foreign.nc"
+    az.from_dict(posterior={"x": np.zeros((1, 5))}).to_netcdf(str(foreign))
+    with pytest.raises(bl.FileFormatError, match="not a bayes_lmm fit"):
+        bl.load(foreign)
+    with pytest.raises(bl.FileFormatError, match="no file"):
+        bl.load(tmp_path / "missing.nc")
