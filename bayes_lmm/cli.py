@@ -31,6 +31,21 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     r = sub.add_parser("reml", help="REML estimates and GLS contrasts (no sampling)")
     r.add_argument("card")
+    c = sub.add_parser("check", help="posterior predictive checks (p-values per statistic and grouping)")
+    c.add_argument("card")
+    c.add_argument("--groups", default=None, help="comma-separated grouping columns (default: the model's factors)")
+    c.add_argument("--draws", type=int)
+    c.add_argument("--tune", type=int)
+    c.add_argument("--chains", type=int)
+    c.add_argument("--seed", type=int)
+    c.add_argument("--sampler", choices=["pymc", "nutpie", "auto"])
+    c.add_argument("--out", default=None, help="directory for check.csv and check.png")
+    m = sub.add_parser("simulate", help="simulate a data set from the card's model with given parameters")
+    m.add_argument("card")
+    m.add_argument("--params", required=True,
+                   help='JSON, e.g. \'{"beta": {"Intercept": 10}, "sd": {"pot": 1}, "Residual": 0.5}\' or @file.json')
+    m.add_argument("--seed", type=int, default=None)
+    m.add_argument("--out", default=None, help="CSV file to write (default: print to stdout)")
     s = sub.add_parser("show", help="print y, X, Z, G, R and the symbolic Var(y) for the first rows")
     s.add_argument("card")
     s.add_argument("--rows", type=int, default=6)
@@ -53,11 +68,9 @@ def _print(title: str, table: pd.DataFrame) -> None:
         print(table.round(4).to_string())
 
 
-def _fit(args) -> int:
+def _sample_card(card, args):
     from . import api
-    from .cards import load_card
 
-    card = load_card(args.card)
     data = card.load_data()
     opts = dict(card.sampler)
     seed = args.seed if args.seed is not None else opts.get("seed")
@@ -72,10 +85,67 @@ def _fit(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         if card.formula is not None:
-            fit = api.fit(card.formula, data, coding=card.coding, factors=card.factors, **kwargs)
-        else:
-            y, X, Z = card.matrices_from(data)
-            fit = api.fit_matrices(y, X, Z, **kwargs)
+            return api.fit(card.formula, data, coding=card.coding, factors=card.factors, **kwargs)
+        y, X, Z = card.matrices_from(data)
+        return api.fit_matrices(y, X, Z, **kwargs)
+
+
+def _check(args) -> int:
+    from .cards import load_card
+
+    card = load_card(args.card)
+    fit = _sample_card(card, args)
+    groups = args.groups.split(",") if args.groups else None
+    table = fit.check(groups=groups, random_seed=args.seed)
+    _print("Posterior predictive checks (p = Pr(T(y_rep) >= T(y)); near 0 or 1 flags a misfit):", table.set_index(["statistic", "group"]))
+    for p in fit.diagnostics().problems():
+        print(f"WARNING: {p}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "check.csv", index=False)
+        import matplotlib
+
+        matplotlib.use("Agg")
+        fit.plot_check(statistics=["sd_group_means"], groups=groups, random_seed=args.seed).savefig(out / "check.png", dpi=100)
+        print(f"\nwrote results to {out}/")
+    return 0
+
+
+def _simulate(args) -> int:
+    from . import api
+    from .cards import load_card
+    from .errors import SpecificationError
+
+    card = load_card(args.card)
+    text = args.params
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecificationError(f"--params is not valid JSON: {exc}") from None
+    data = card.load_data()
+    if card.formula is not None:
+        sim = api.simulate(card.formula, params, random_seed=args.seed, data=data, coding=card.coding,
+                           factors=card.factors)
+    else:
+        y, X, Z = card.matrices_from(data)
+        sim = data.copy()
+        sim[card.matrices["response"]] = api.simulate((X, Z), params, random_seed=args.seed)["y"].to_numpy()
+    if args.out:
+        sim.to_csv(args.out, index=False)
+        print(f"wrote {len(sim)} simulated rows to {args.out}")
+    else:
+        print(sim.to_csv(index=False), end="")
+    return 0
+
+
+def _fit(args) -> int:
+    from .cards import load_card
+
+    card = load_card(args.card)
+    fit = _sample_card(card, args)
     print(f"{card.name}: {card.description}".rstrip(": "))
     print(fit.summary())
     contrasts = fit.contrast(card.contrasts) if card.contrasts else None
@@ -158,7 +228,7 @@ def _show(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bayes-lmm`` console script."""
     args = _parser().parse_args(argv)
-    handlers = {"fit": _fit, "reml": _reml, "show": _show}
+    handlers = {"fit": _fit, "reml": _reml, "show": _show, "check": _check, "simulate": _simulate}
     try:
         return handlers[args.command](args)
     except BayesLMMError as exc:

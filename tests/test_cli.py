@@ -77,3 +77,28 @@ def test_console_script_runs_as_a_process(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bayes_lmm.cli", "reml", str(card)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "missing.csv" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_check_command(tmp_path, capsys):
+    out = tmp_path / "check"
+    assert main(["check", str(MODELS / "dyestuff.toml"), "--out", str(out), "--seed", "1", *SMALL]) == 0
+    printed = capsys.readouterr().out
+    assert "sd_group_means" in printed and "Batch" in printed
+    table = (out / "check.csv").read_text()
+    assert table.startswith("statistic,group,observed,replicated_mean,p_value")
+    assert (out / "check.png").stat().st_size > 0
+
+
+def test_simulate_command(tmp_path, capsys):
+    params = '{"beta": {"Intercept": 1500}, "sd": {"Batch": 40}, "Residual": 50}'
+    out = tmp_path / "sim.csv"
+    assert main(["simulate", str(MODELS / "dyestuff.toml"), "--params", params, "--seed", "3", "--out", str(out)]) == 0
+    import pandas as pd
+
+    sim = pd.read_csv(out)
+    assert list(sim.columns) == ["Batch", "Yield"] and len(sim) == 30
+    assert abs(sim["Yield"].mean() - 1500) < 100
+    assert main(["simulate", str(MODELS / "dyestuff.toml"), "--params", "{not json"]) == 2
+    assert main(["simulate", str(MODELS / "seedling_matrices.toml"), "--params",
+                 '{"beta": [10, 1, -1], "sd": {"pot": 1}, "Residual": 0.5}', "--seed", "1"]) == 0
