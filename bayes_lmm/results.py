@@ -592,10 +592,20 @@ class Fit:
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> Diagnostics:
-        """Divergences, max R-hat and min bulk/tail ESS over β, σ, u and correlations."""
+        """Divergences, max R-hat and min bulk/tail ESS over β, σ, u and correlations.
+
+        For a rank-deficient X (the notes' full coding) β enters through its estimable
+        functions: the distinct rows of Xβ.
+        """
         post = self.idata.posterior
         names = [v for v in ("beta", "sigma", "u", "correlation") if v in post]
         data = post[names]
+        if self.design.rank < self.design.p:
+            # with a rank-deficient X only estimable functions are identified: judge convergence
+            # on the distinct rows of Xβ (cell means), not on the prior-only null-space direction
+            rows = np.unique(self.design.X, axis=0)
+            cells = np.einsum("cdp,rp->cdr", post["beta"].to_numpy(), rows)
+            data = data.assign(beta=(("chain", "draw", "cell"), cells))
         rhat = az.rhat(data)
         bulk = az.ess(data, method="bulk")
         tail = az.ess(data, method="tail")
