@@ -17,28 +17,29 @@ import pandas as pd
 from .errors import BayesLMMError
 
 
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    """Options that override a card's [sampler] table."""
+    p.add_argument("--draws", type=int)
+    p.add_argument("--tune", type=int)
+    p.add_argument("--chains", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--sampler", choices=["pymc", "nutpie", "auto"])
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bayes-lmm", description="Bayesian linear mixed models from model cards")
     sub = p.add_subparsers(dest="command", required=True)
     f = sub.add_parser("fit", help="sample the posterior of a card's model and write results")
     f.add_argument("card")
     f.add_argument("--out", default=None, help="directory for idata.nc, CSV tables, summary.json, plots")
-    f.add_argument("--draws", type=int)
-    f.add_argument("--tune", type=int)
-    f.add_argument("--chains", type=int)
-    f.add_argument("--seed", type=int)
-    f.add_argument("--sampler", choices=["pymc", "nutpie", "auto"])
+    _sampling_args(f)
     f.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     r = sub.add_parser("reml", help="REML estimates and GLS contrasts (no sampling)")
     r.add_argument("card")
     c = sub.add_parser("check", help="posterior predictive checks (p-values per statistic and grouping)")
     c.add_argument("card")
     c.add_argument("--groups", default=None, help="comma-separated grouping columns (default: the model's factors)")
-    c.add_argument("--draws", type=int)
-    c.add_argument("--tune", type=int)
-    c.add_argument("--chains", type=int)
-    c.add_argument("--seed", type=int)
-    c.add_argument("--sampler", choices=["pymc", "nutpie", "auto"])
+    _sampling_args(c)
     c.add_argument("--out", default=None, help="directory for check.csv and check.png")
     m = sub.add_parser("simulate", help="simulate a data set from the card's model with given parameters")
     m.add_argument("card")

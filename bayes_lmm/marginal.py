@@ -26,6 +26,7 @@ import numpy as np
 import pytensor.tensor as pt
 
 from .design import Design
+from .variance import correlation_to_covariance
 
 #: largest total number of random coefficients q for the dense-M path under "auto"
 DENSE_Q_MAX = 150
@@ -147,13 +148,8 @@ def loglik(stats: dict, beta, lambdas: list, sigma_e, *, kind: str, block_sizes:
 
 def lambda_draws(sd: np.ndarray, corr: np.ndarray | None, k: int) -> np.ndarray:
     """Λ_b per draw, shape (S, k, k), from SDs (S, k) and upper-triangle correlations (S, m)."""
-    S = sd.shape[0]
-    R = np.broadcast_to(np.eye(k), (S, k, k)).copy()
-    if corr is not None and k > 1:
-        iu = np.triu_indices(k, 1)
-        R[:, iu[0], iu[1]] = corr
-        R[:, iu[1], iu[0]] = corr
-    return sd[:, :, None] * np.linalg.cholesky(R)
+    unit = correlation_to_covariance(np.ones_like(sd), corr, k)  # the correlation matrix R_b
+    return sd[:, :, None] * np.linalg.cholesky(unit)
 
 
 def draw_u(stats: Statistics, design: Design, beta: np.ndarray, sigma: np.ndarray,

@@ -25,6 +25,7 @@ from . import plots as _plots
 from . import variance as _variance
 from .design import RESIDUAL, Design, _row_selection, new_data_blocks
 from .errors import DataError, SpecificationError
+from .marginal import lambda_draws
 from .priors import PriorSet
 from .reml import reml_design
 from .spec import NEW_GROUPS, ModelSpec, SamplerOptions
@@ -398,16 +399,9 @@ class Fit:
                         f"use new_groups='sample' to draw their effects from G or 'zero' to ignore them"
                     )
                 if new_groups == "sample":
-                    sd = sigma[:, at : at + k]
-                    if blk.correlated:
-                        m = k * (k - 1) // 2
-                        R = np.broadcast_to(np.eye(k), (S, k, k)).copy()
-                        iu = np.triu_indices(k, 1)
-                        R[:, iu[0], iu[1]] = corr[:, c_at : c_at + m]
-                        R[:, iu[1], iu[0]] = corr[:, c_at : c_at + m]
-                    else:
-                        R = np.broadcast_to(np.eye(k), (S, k, k))
-                    L = np.linalg.cholesky(sd[:, :, None] * R * sd[:, None, :] + 1e-12 * np.eye(k))
+                    m = k * (k - 1) // 2
+                    c = corr[:, c_at : c_at + m] if blk.correlated else None
+                    L = lambda_draws(sigma[:, at : at + k], c, k)  # G_b = L L'
                     uniq = list(dict.fromkeys(labels))
                     z = rng.standard_normal((S, len(uniq), k))
                     unew = np.einsum("skm,slm->slk", L, z)

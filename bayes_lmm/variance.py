@@ -80,6 +80,16 @@ def icc_draws(design: Design, sigma: np.ndarray, names: list[str]) -> dict[str, 
     return out
 
 
+def correlation_to_covariance(sd: np.ndarray, corr: np.ndarray | None, k: int) -> np.ndarray:
+    """G_b per draw (S, k, k) from SDs (S, k) and upper-triangle correlations (S, m) or None."""
+    R = np.broadcast_to(np.eye(k), (sd.shape[0], k, k)).copy()
+    if corr is not None and k > 1:
+        iu = np.triu_indices(k, 1)
+        R[:, iu[0], iu[1]] = corr
+        R[:, iu[1], iu[0]] = corr
+    return sd[:, :, None] * R * sd[:, None, :]
+
+
 def var_y_draws(design: Design, sigma: np.ndarray, corr: np.ndarray | None, rows: list[int]) -> np.ndarray:
     """Draws of Var(y) = Z G Z' + σ_e² I for the chosen rows: shape (draws, r, r)."""
     r = len(rows)
@@ -89,17 +99,10 @@ def var_y_draws(design: Design, sigma: np.ndarray, corr: np.ndarray | None, rows
     for blk in design.blocks:
         k = blk.n_coefs
         z = blk.z_matrix()[rows].reshape(r, -1, k) if blk.dense is None else blk.dense[rows][:, :, None]
-        sd = sigma[:, at : at + k]
-        if blk.correlated:
-            m = k * (k - 1) // 2
-            R = np.broadcast_to(np.eye(k), (sigma.shape[0], k, k)).copy()
-            iu = np.triu_indices(k, 1)
-            R[:, iu[0], iu[1]] = corr[:, corr_at : corr_at + m]
-            R[:, iu[1], iu[0]] = corr[:, corr_at : corr_at + m]
-            corr_at += m
-        else:
-            R = np.broadcast_to(np.eye(k), (sigma.shape[0], k, k))
-        Gb = sd[:, :, None] * R * sd[:, None, :]
+        m = k * (k - 1) // 2
+        c = corr[:, corr_at : corr_at + m] if blk.correlated else None
+        corr_at += m if blk.correlated else 0
+        Gb = correlation_to_covariance(sigma[:, at : at + k], c, k)
         # Σ_levels z_a,l G z_b,l'
         out += np.einsum("alk,dkm,blm->dab", z, Gb, z)
         at += k
