@@ -412,7 +412,7 @@ def design_from_formula(
     parsed = parse_formula(formula)
     grouping = sorted({v for t in parsed.random for v in t.variables})
     frame = _prepare_data(data, list(factors))
-    used = _check_columns(parsed, frame)
+    _check_columns(parsed, frame)
     for col in grouping:
         if col not in frame.columns:
             raise DataError(f"grouping column {col!r} is not in the data")
@@ -450,7 +450,6 @@ def design_from_formula(
     dup = sorted({c for c in comps if comps.count(c) > 1})
     if dup:
         raise SpecificationError(f"variance components {dup} are specified twice in {formula!r}")
-    _ = used
     return Design(
         y=y, X=X, x_names=fixed.names, blocks=tuple(blocks), y_name=parsed.response,
         row_labels=tuple(str(i) for i in frame.index)[:n], fixed_encoder=fixed, formula=formula,

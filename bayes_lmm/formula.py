@@ -261,13 +261,3 @@ def response_values(parsed: ParsedFormula, data: pd.DataFrame) -> np.ndarray:
             f"{values.shape[1]} columns, so it looks categorical"
         )
     return values.reshape(-1).astype(float)
-
-
-def used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
-    """The data columns a formula refers to, in order of first appearance."""
-    tokens = re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", parsed.formula)
-    out = []
-    for tok in tokens:
-        if tok in data.columns and tok not in out:
-            out.append(tok)
-    return out

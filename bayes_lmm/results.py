@@ -291,8 +291,12 @@ class Fit:
         for f in factors:
             if f not in data.columns:
                 raise SpecificationError(f"{f!r} is not a column of the data")
-        used = [c for c in data.columns if c in design.formula.split("~")[1]]
-        fixed_cols = [c for c in used if any(c in n for n in design.x_names)]
+        import re
+
+        from .formula import parse_formula
+
+        names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", parse_formula(design.formula).fixed))
+        fixed_cols = [c for c in data.columns if c in names]
         cat = [c for c in fixed_cols if not pd.api.types.is_numeric_dtype(data[c])
                or isinstance(data[c].dtype, pd.CategoricalDtype)]
         for f in factors:
