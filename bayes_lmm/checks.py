@@ -80,10 +80,9 @@ def pointwise_loglik(design: Design, beta, sigma, u) -> np.ndarray:
 def _group_means(y: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     """Group means of each row of y (S, n) → (S, G)."""
     counts = np.bincount(codes, minlength=n_groups)
-    sums = np.zeros((y.shape[0], n_groups))
-    for g in range(n_groups):  # n_groups is small compared with S·n
-        sums[:, g] = y[:, codes == g].sum(axis=1)
-    return sums / np.maximum(counts, 1)
+    sums = np.zeros((n_groups, y.shape[0]))
+    np.add.at(sums, codes, y.T)  # one pass over the rows, whatever the number of groups
+    return sums.T / np.maximum(counts, 1)
 
 
 def _within_sd(y: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:

@@ -20,6 +20,7 @@ After sampling, u is drawn for every posterior draw from its exact Gaussian cond
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,8 +63,13 @@ def cheap(design: Design) -> bool:
     return sum(b.n_levels * b.n_coefs for b in design.blocks) <= DENSE_Q_MAX
 
 
+@functools.lru_cache(maxsize=4)
 def statistics(design: Design) -> Statistics:
-    """One pass over the rows: the cross-products the marginal likelihood needs."""
+    """One pass over the rows: the cross-products the marginal likelihood needs.
+
+    Cached per design (designs are immutable) so that building the graph and drawing u
+    after sampling do not pass over the rows twice.
+    """
     X, y = design.X, design.y
     common = dict(n=design.n, XtX=X.T @ X, Xty=X.T @ y, yty=float(y @ y))
     if marginal_kind(design) == "grouped":

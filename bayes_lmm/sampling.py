@@ -65,12 +65,6 @@ def _compiled_nutpie(model: pm.Model, cache_key: tuple | None):
     return compiled
 
 
-def nutpie_sample(compiled, **kwargs) -> az.InferenceData:
-    import nutpie
-
-    return nutpie.sample(compiled, **kwargs)
-
-
 def sample(
     model: pm.Model,
     *,
@@ -104,7 +98,9 @@ def sample(
     cores = max(1, min(chains, os.cpu_count() or 1))
     if sampler == "nutpie":
         compiled = _compiled_nutpie(model, cache_key)
-        return nutpie_sample(
+        import nutpie
+
+        return nutpie.sample(
             compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
             progress_bar=progressbar, save_warmup=False, target_accept=target_accept,
         )
