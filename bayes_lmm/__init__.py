@@ -8,6 +8,7 @@
 from .api import build, compare, fit, fit_matrices, reml, sample_prior, simulate
 from .design import Design, design_from_formula, design_from_matrices
 from .errors import BayesLMMError, DataError, EstimabilityError, SpecificationError
+from .many import ManyFits, fit_many
 from .persist import FileFormatError, load
 from .reml import RemlResult
 from .results import Diagnostics, Fit
@@ -27,7 +28,7 @@ from .spec import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "fit", "fit_matrices", "build", "reml", "RemlResult", "compare", "simulate", "sample_prior", "Fit", "Diagnostics", "Design", "design_from_formula",
+    "fit", "fit_matrices", "fit_many", "ManyFits", "build", "reml", "RemlResult", "compare", "simulate", "sample_prior", "Fit", "Diagnostics", "Design", "design_from_formula",
     "design_from_matrices", "BayesLMMError", "DataError", "SpecificationError",
     "EstimabilityError", "FileFormatError", "load", "Prior", "Normal", "StudentT", "HalfNormal", "HalfStudentT",
     "HalfCauchy", "Exponential", "InverseGamma", "LKJ", "ModelSpec",

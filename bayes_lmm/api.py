@@ -56,14 +56,15 @@ def build(spec: ModelSpec, design: Design, *, parameterization: str | None = Non
     return build_model(design, prior_set, parameterization=param), prior_set, param
 
 
-def _run(spec: ModelSpec, design: Design, options: SamplerOptions) -> Fit:
+def run_design(spec: ModelSpec, design: Design, options: SamplerOptions) -> Fit:
+    """Sample a prepared design: priors → graph → NUTS → :class:`Fit` (warns on bad diagnostics)."""
     model, prior_set, param = build(spec, design)
     sampler = resolve_sampler(options.sampler)
     target = options.target_accept if options.target_accept is not None else default_target_accept(design)
     idata = sample(
         model, sampler=sampler, draws=options.draws, tune=options.tune, chains=options.chains,
         random_seed=options.random_seed, target_accept=float(target), progressbar=options.progressbar,
-        cache_key=model_signature(design, prior_set, param),
+        cache_key=model_signature(design, prior_set, param), cores=options.cores,
     )
     if param == "marginal":
         _add_conditional_u(idata, design, options.random_seed)
@@ -138,7 +139,7 @@ def fit_matrices(
     spec = ModelSpec(formula=None, coding="full", priors=normalize_priors(priors),
                      parameterization=parameterization)
     design = design_from_matrices(y, X, Z, x_names=x_names)
-    return _run(spec, design, options)
+    return run_design(spec, design, options)
 
 
 def fit(
@@ -171,7 +172,7 @@ def fit(
     spec = ModelSpec(formula=formula, coding=coding, priors=normalize_priors(priors),
                      parameterization=parameterization, factors=tuple(factors))
     design = design_from_formula(formula, data, coding=coding, factors=factors)
-    return _run(spec, design, options)
+    return run_design(spec, design, options)
 
 
 def reml(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, coding: str = "treatment",

@@ -47,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
                    help='JSON, e.g. \'{"beta": {"Intercept": 10}, "sd": {"pot": 1}, "Residual": 0.5}\' or @file.json')
     m.add_argument("--seed", type=int, default=None)
     m.add_argument("--out", default=None, help="CSV file to write (default: print to stdout)")
+    fm = sub.add_parser("fit-many", help="fit the card's model to many responses on Dask (one posterior each)")
+    fm.add_argument("card")
+    fm.add_argument("--responses-file", required=True,
+                    help="CSV with one response per column (rows aligned with the card's data), or a "
+                         ".txt file naming columns of the card's data, one per line")
+    fm.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local cluster)")
+    fm.add_argument("--out", default=None, help="directory for variance_fractions.csv, fixed_effects.csv, "
+                                                 "diagnostics.csv, failures.csv (and contrasts.csv)")
+    fm.add_argument("--save-fits", action="store_true", help="also keep each response's InferenceData in OUT/fits/")
+    _sampling_args(fm)
     s = sub.add_parser("show", help="print y, X, Z, G, R and the symbolic Var(y) for the first rows")
     s.add_argument("card")
     s.add_argument("--rows", type=int, default=6)
@@ -142,6 +152,70 @@ def _simulate(args) -> int:
     return 0
 
 
+def _read_responses(path_text: str, data: pd.DataFrame):
+    from .errors import DataError, SpecificationError
+
+    path = Path(path_text)
+    if not path.is_file():
+        raise DataError(f"responses file {path_text!r} not found")
+    if path.suffix == ".txt":
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if not names:
+            raise SpecificationError(f"responses file {path_text!r} names no columns")
+        return names
+    try:
+        wide = pd.read_csv(path)
+    except Exception as exc:
+        raise DataError(f"cannot read responses file {path_text!r}: {exc}") from None
+    if len(wide) != len(data):
+        raise DataError(f"responses file {path_text!r} has {len(wide)} rows; the card's data has {len(data)}")
+    return wide
+
+
+def _fit_many(args) -> int:
+    from .cards import load_card
+    from .errors import SpecificationError
+    from .many import fit_many
+
+    card = load_card(args.card)
+    if card.formula is None:
+        raise SpecificationError(f"card {card.path.name}: fit-many needs a [model] formula card")
+    data = card.load_data()
+    responses = _read_responses(args.responses_file, data)
+    opts = dict(card.sampler)
+    out = Path(args.out) if args.out else None
+    many = fit_many(
+        card.formula, data, responses, client=args.scheduler, coding=card.coding, factors=card.factors,
+        priors=card.priors, parameterization=card.parameterization,
+        sampler=args.sampler or opts.get("sampler", "auto"), draws=args.draws or opts.get("draws", 1000),
+        tune=args.tune if args.tune is not None else opts.get("tune", 1000),
+        chains=args.chains or opts.get("chains", 4),
+        random_seed=args.seed if args.seed is not None else opts.get("seed"),
+        target_accept=opts.get("target_accept"), save_dir=(out / "fits") if (out and args.save_fits) else None,
+        progressbar=sys.stderr.isatty(),
+    )
+    print(repr(many))
+    fractions = many.variance_fractions()
+    _print("Fractions of variance (posterior medians; intervals in variance_fractions.csv):",
+           fractions.pivot(index="response", columns="component", values="median"))
+    diag = many.diagnostics()
+    bad = diag.loc[~diag["ok"], "response"].tolist() if len(diag) else []
+    if bad:
+        print(f"WARNING: {len(bad)} response(s) have convergence problems: {bad[:10]}")
+    if len(many.failures):
+        _print("Failed responses:", many.failures.set_index("response"))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        fractions.to_csv(out / "variance_fractions.csv", index=False)
+        many.fixed_effects().to_csv(out / "fixed_effects.csv", index=False)
+        diag.to_csv(out / "diagnostics.csv", index=False)
+        many.failures.to_csv(out / "failures.csv", index=False)
+        if card.contrasts:
+            many.contrast(card.contrasts).to_csv(out / "contrasts.csv", index=False)
+        print(f"\nwrote results to {out}/")
+    return 0
+
+
 def _fit(args) -> int:
     from .cards import load_card
 
@@ -229,7 +303,7 @@ def _show(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bayes-lmm`` console script."""
     args = _parser().parse_args(argv)
-    handlers = {"fit": _fit, "reml": _reml, "show": _show, "check": _check, "simulate": _simulate}
+    handlers = {"fit": _fit, "fit-many": _fit_many, "reml": _reml, "show": _show, "check": _check, "simulate": _simulate}
     try:
         return handlers[args.command](args)
     except BayesLMMError as exc:

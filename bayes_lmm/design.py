@@ -240,7 +240,8 @@ def _check_finite(arr: np.ndarray, what: str, labels: Sequence[str] | None = Non
         raise DataError(f"{what} has {int(bad.sum())} missing or non-finite values (first: {where})")
 
 
-def _check_y(y: np.ndarray, name: str) -> None:
+def check_response(y: np.ndarray, name: str) -> None:
+    """Raise :class:`DataError` naming the response if y is empty, non-finite or constant."""
     if y.ndim != 1:
         raise DataError(f"y must be one-dimensional, got shape {y.shape}")
     if y.size == 0:
@@ -274,7 +275,7 @@ def design_from_matrices(
         Labels of X's columns (default: the DataFrame's columns, else ``x0, x1, …``).
     """
     y_arr = _numeric_2d(np.asarray(y).reshape(-1) if np.ndim(y) == 2 and 1 in np.shape(y) else y, "y")
-    _check_y(y_arr, "y")
+    check_response(y_arr, "y")
     n = y_arr.size
     if isinstance(X, pd.DataFrame):
         names = [str(c) for c in X.columns] if x_names is None else list(x_names)
@@ -417,7 +418,7 @@ def design_from_formula(
         if col not in frame.columns:
             raise DataError(f"grouping column {col!r} is not in the data")
     y = response_values(parsed, frame)
-    _check_y(y, parsed.response)
+    check_response(y, parsed.response)
     fixed = FixedEncoder(parsed, frame, coding)
     X = fixed.matrix()
     n = len(y)

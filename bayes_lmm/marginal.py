@@ -133,6 +133,15 @@ def loglik(stats: dict, beta, lambdas: list, sigma_e, *, kind: str, block_sizes:
         logdet, Minv = _small_spd(M, k)
         quad_b = (b[:, :, None] * Minv * b[:, None, :]).sum()
         logdet_M = logdet.sum()
+    elif all(k == 1 for _, k in block_sizes):
+        # intercept-like blocks: Λ is diagonal, so Λ'Z'ZΛ = (λλ') ∘ Z'Z needs no matrix products
+        lam_vec = pt.concatenate([pt.repeat(lam[0, 0][None], levels) for lam, (levels, _) in zip(lambdas, block_sizes)])
+        Ztr = stats["Wty"] - pt.dot(stats["WtX"], beta)
+        M = pt.eye(lam_vec.shape[0]) + lam_vec[:, None] * stats["WtW"] * lam_vec[None, :] / s2
+        chol = pt.linalg.cholesky(M)
+        w = pt.linalg.solve_triangular(chol, lam_vec * Ztr, lower=True)
+        quad_b = pt.dot(w, w)
+        logdet_M = 2.0 * pt.log(pt.diagonal(chol)).sum()
     else:
         parts = []
         for lam, (levels, k) in zip(lambdas, block_sizes):

@@ -76,6 +76,7 @@ def sample(
     target_accept: float,
     progressbar: bool,
     cache_key: tuple | None = None,
+    cores: int | None = None,
 ) -> az.InferenceData:
     """Run NUTS on ``model`` and return its InferenceData (posterior, sample_stats, observed_data).
 
@@ -93,9 +94,12 @@ def sample(
         Structure signature of ``model`` (nutpie only): a model compiled earlier in this
         process with the same signature is reused with this model's data, skipping
         compilation.
+    cores : int, optional
+        Chains run in parallel on this many threads (default: one per chain, at most the
+        number of CPUs).
     """
     seed = random_seed if random_seed is not None else int(np.random.SeedSequence().entropy % 2**31)
-    cores = max(1, min(chains, os.cpu_count() or 1))
+    cores = cores if cores is not None else max(1, min(chains, os.cpu_count() or 1))
     if sampler == "nutpie":
         compiled = _compiled_nutpie(model, cache_key)
         import nutpie

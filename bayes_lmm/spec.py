@@ -155,6 +155,8 @@ class SamplerOptions:
     random_seed: int | None = None
     target_accept: float | None = None
     progressbar: bool = True
+    #: threads for the chains; None → one per chain up to the CPU count (fit_many uses 1 per worker)
+    cores: int | None = None
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -169,6 +171,9 @@ class SamplerOptions:
             or self.random_seed < 0
         ):
             raise SpecificationError(f"random_seed must be a non-negative integer or None, got {self.random_seed!r}")
+        if self.cores is not None and (not isinstance(self.cores, int) or isinstance(self.cores, bool)
+                                       or self.cores < 1):
+            raise SpecificationError(f"cores must be a positive integer or None, got {self.cores!r}")
         if self.target_accept is not None and not (0.5 <= float(self.target_accept) < 1.0):
             raise SpecificationError(f"target_accept must lie in [0.5, 1), got {self.target_accept!r}")
 
