@@ -56,8 +56,12 @@ def build(spec: ModelSpec, design: Design, *, parameterization: str | None = Non
     return build_model(design, prior_set, parameterization=param), prior_set, param
 
 
-def run_design(spec: ModelSpec, design: Design, options: SamplerOptions) -> Fit:
-    """Sample a prepared design: priors → graph → NUTS → :class:`Fit` (warns on bad diagnostics)."""
+def run_design(spec: ModelSpec, design: Design, options: SamplerOptions, *, conditional_u: bool = True) -> Fit:
+    """Sample a prepared design: priors → graph → NUTS → :class:`Fit` (warns on bad diagnostics).
+
+    ``conditional_u=False`` skips drawing u after a marginal fit (for callers that only
+    need β and the variance components, such as :func:`bayes_lmm.fit_many`).
+    """
     model, prior_set, param = build(spec, design)
     sampler = resolve_sampler(options.sampler)
     target = options.target_accept if options.target_accept is not None else default_target_accept(design)
@@ -66,7 +70,7 @@ def run_design(spec: ModelSpec, design: Design, options: SamplerOptions) -> Fit:
         random_seed=options.random_seed, target_accept=float(target), progressbar=options.progressbar,
         cache_key=model_signature(design, prior_set, param), cores=options.cores,
     )
-    if param == "marginal":
+    if param == "marginal" and conditional_u:
         _add_conditional_u(idata, design, options.random_seed)
     if "observed_data" not in idata.groups():
         idata.add_groups(observed_data=xr.Dataset({"y": (("obs",), design.y)}))

@@ -8,6 +8,7 @@ needed to fit: the graph gathers ``u[level_index]``. The dense Z, G and the symb
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -472,6 +473,23 @@ def _group_labels(frame: pd.DataFrame, variables: Sequence[str]) -> pd.Series:
             order = [str(v) for v in sorted(pd.unique(col))]
             return pd.Series(pd.Categorical(col.astype(str), categories=order), index=frame.index)
     return labels
+
+
+def with_response(template: Design, y: Any, name: str) -> Design:
+    """The template design with its response replaced by ``y`` (validated, named ``name``)."""
+    values = np.asarray(pd.to_numeric(pd.Series(np.asarray(y).ravel()), errors="coerce"), dtype=float)
+    if values.shape != (template.n,):
+        raise SpecificationError(f"response {name!r} has {values.size} values; the design has {template.n} rows")
+    check_response(values, name)
+    data = template.data
+    if data is not None and template.formula is not None:
+        # the formula's response column carries y, so a saved fit rebuilds with these values
+        column = parse_formula(template.formula).response
+        if column in data.columns:
+            data = data.copy()
+            data[column] = values
+    return dataclasses.replace(template, y=values, y_name=name, data=data)
+
 
 
 def new_data_blocks(design: Design, data: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -53,17 +53,43 @@ def model_signature(design: Design, priors: PriorSet, parameterization: str) -> 
     families = (tuple(p.family for p in priors.beta), tuple(p.family for _, p in priors.components),
                 priors.residual.family, priors.correlation.kwargs()["eta"])
     n = None if parameterization == "marginal" else design.n
-    return (parameterization, n, design.p, blocks, families)
+    # the marginal graph differs between dense and nested designs with equal block sizes
+    kind = (marginal.marginal_kind(design), marginal.nesting_chain(design) is not None and
+            marginal.nesting_chain(design)[0]) if parameterization == "marginal" else None
+    return (parameterization, n, design.p, blocks, families, kind)
 
+
+# Every prior is sampled in standard units and scaled afterwards (σ = s·σ_std, β = μ + s·β_std):
+# the sampler then starts and adapts on the same footing whether y is in 1e-8 or 1e8 units
+# or a covariate is (a log-density that is exact either way).
 
 def _sd_variable(name: str, prior: Prior) -> pt.TensorVariable:
     """A standard deviation with the given prior (InverseGamma priors sit on the variance)."""
     kw = _params(name, prior)
+    raw = f"sigma_{name}_std"
+    if prior.family == "HalfNormal":
+        return kw["sigma"] * pm.HalfNormal(raw, 1.0)
+    if prior.family == "HalfStudentT":
+        return kw["sigma"] * pm.HalfStudentT(raw, nu=kw["nu"], sigma=1.0)
+    if prior.family == "HalfCauchy":
+        return kw["beta"] * pm.HalfCauchy(raw, beta=1.0)
+    if prior.family == "Exponential":
+        return pm.Exponential(raw, lam=1.0) / kw["lam"]
     if prior.family == "InverseGamma":
-        var = pm.InverseGamma(f"var_{name}", **kw)
-        return pt.sqrt(var)
-    dist = getattr(pm, prior.family)
-    return dist(f"sigma_{name}", **kw)
+        # β·InverseGamma(α, 1) is InverseGamma(α, β)
+        return pt.sqrt(kw["beta"] * pm.InverseGamma(f"var_{name}_std", alpha=kw["alpha"], beta=1.0))
+    raise ValueError(f"no standard deviation prior family {prior.family!r}")
+
+
+def _coefficient(name: str, family: str, params: dict, dims: str | None = None) -> pt.TensorVariable:
+    """μ + s·β_std with β_std from the family at location 0 and scale 1."""
+    if family == "Normal":
+        raw = pm.Normal(f"{name}_std", 0.0, 1.0, dims=dims)
+    elif family == "StudentT":
+        raw = pm.StudentT(f"{name}_std", nu=params["nu"], mu=0.0, sigma=1.0, dims=dims)
+    else:
+        raise ValueError(f"no coefficient prior family {family!r}")
+    return params["mu"] + params["sigma"] * raw
 
 
 def _beta(priors: PriorSet) -> pt.TensorVariable:
@@ -72,9 +98,9 @@ def _beta(priors: PriorSet) -> pt.TensorVariable:
         fam = families.pop()
         params = {k: _data(f"prior_beta_{k}", [dict(p.params)[k] for p in priors.beta])
                   for k, _ in priors.beta[0].params}
-        return getattr(pm, fam)("beta", **params, dims=BETA_DIM)
+        return pm.Deterministic("beta", _coefficient("beta", fam, params, dims=BETA_DIM), dims=BETA_DIM)
     parts = [
-        getattr(pm, p.family)(f"beta_{safe_name(name)}", **_params(f"beta_{safe_name(name)}", p))
+        _coefficient(f"beta_{safe_name(name)}", p.family, _params(f"beta_{safe_name(name)}", p))
         for name, p in zip(priors.x_names, priors.beta)
     ]
     return pm.Deterministic("beta", pt.stack(parts), dims=BETA_DIM)
@@ -182,10 +208,17 @@ def build_model(design: Design, priors: PriorSet, *, parameterization: str = "no
             st = marginal.statistics(design)
             data = {f: pm.Data(f"stat_{f}", np.asarray(getattr(st, f), dtype=float))
                     for f in ("XtX", "Xty", "yty", "WtW", "WtX", "Wty")}
+            data["beta0"] = pm.Data("stat_beta0", np.zeros(design.p) if st.beta0 is None else st.beta0)
             data["n"] = _data("stat_n", float(st.n))
-            pm.Potential("y_marginal", marginal.loglik(
-                data, beta, lambdas, sigma_e, kind=st.kind,
-                block_sizes=[(b.n_levels, b.n_coefs) for b in design.blocks]))
+            sizes = [(b.n_levels, b.n_coefs) for b in design.blocks]
+            if st.kind == "nested":
+                # the nested closed form runs outermost factor first
+                for j, parent in enumerate(st.parents):
+                    data[f"parent{j}"] = pm.Data(f"stat_parent{j}", np.asarray(parent, dtype=np.int64))
+                lambdas = [lambdas[b] for b in st.chain]
+                sizes = [sizes[b] for b in st.chain]
+            pm.Potential("y_marginal", marginal.loglik(data, beta, lambdas, sigma_e, kind=st.kind,
+                                                       block_sizes=sizes))
         else:
             pm.Normal("y", mu=mu, sigma=sigma_e, observed=_data("y_observed", design.y), dims=OBS_DIM)
     return model

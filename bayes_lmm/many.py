@@ -29,7 +29,7 @@ import pandas as pd
 from . import contrasts as _contrasts
 from .api import run_design
 from .contrasts import interval_bounds
-from .design import Design, check_response, design_from_formula
+from .design import Design, design_from_formula, with_response
 from .errors import BayesLMMError, SpecificationError
 from .formula import parse_formula
 from .spec import ModelSpec, SamplerOptions, normalize_priors
@@ -85,7 +85,8 @@ def _fit_response(template: Design, job: _Job, name: str, y: np.ndarray) -> dict
         design = with_response(template, y, name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = run_design(job.spec, design, job.options)
+            # u is only drawn when the full fit is kept on disk: the tables need β and σ
+            fit = run_design(job.spec, design, job.options, conditional_u=job.save_path is not None)
         diag = fit.diagnostics()
         if job.save_path is not None:
             fit.save(job.save_path)
@@ -98,19 +99,6 @@ def _fit_response(template: Design, job: _Job, name: str, y: np.ndarray) -> dict
     except Exception as exc:  # noqa: BLE001 - a failed response is reported, never lost
         kind = type(exc).__name__ if isinstance(exc, BayesLMMError) else f"{type(exc).__name__} (internal)"
         return {"response": name, "error": f"{kind}: {exc}", "seconds": time.perf_counter() - start}
-
-
-def with_response(template: Design, y: Any, name: str) -> Design:
-    """The template design with its response replaced by ``y`` (validated, named ``name``)."""
-    values = np.asarray(pd.to_numeric(pd.Series(np.asarray(y).ravel()), errors="coerce"), dtype=float)
-    if values.shape != (template.n,):
-        raise SpecificationError(f"response {name!r} has {values.size} values; the design has {template.n} rows")
-    check_response(values, name)
-    data = template.data
-    if data is not None:
-        data = data.copy()
-        data[PLACEHOLDER] = values
-    return replace(template, y=values, y_name=name, data=data)
 
 
 def _responses(data: pd.DataFrame, responses: Any) -> tuple[list[str], np.ndarray, list[str]]:
@@ -329,6 +317,7 @@ def fit_many(
         (closed afterwards); a string is a scheduler address.
     coding, factors, priors, parameterization, sampler, draws, tune, chains, target_accept
         As in :func:`bayes_lmm.fit`; each response's priors are auto-scaled to its own y.
+        Diagnostics cover β and σ (and u when ``save_dir`` keeps the full fits).
     random_seed : int, optional
         Each response gets its own seed derived from this one (same seed, same results).
     save_dir : path, optional

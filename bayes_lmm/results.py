@@ -121,6 +121,7 @@ class Fit:
         self.sampler = sampler
         self.target_accept = target_accept
         self._contrast_draws: dict[str, np.ndarray] = {}
+        self._diagnostics: Diagnostics | None = None  # computed once: the draws never change
 
     # ------------------------------------------------------------------ draws
     def draws(self, name: str) -> np.ndarray:
@@ -595,6 +596,8 @@ class Fit:
         For a rank-deficient X (the notes' full coding) β enters through its estimable
         functions: the distinct rows of Xβ.
         """
+        if self._diagnostics is not None:
+            return self._diagnostics
         post = self.idata.posterior
         names = [v for v in ("beta", "sigma", "u", "correlation") if v in post]
         data = post[names]
@@ -616,11 +619,12 @@ class Fit:
         div = 0
         if "sample_stats" in self.idata.groups() and "diverging" in self.idata.sample_stats:
             div = int(self.idata.sample_stats["diverging"].sum())
-        return Diagnostics(
+        self._diagnostics = Diagnostics(
             divergences=div, draws=self.n_draws, max_rhat=extreme(rhat, np.max),
             min_ess_bulk=extreme(bulk, np.min), min_ess_tail=extreme(tail, np.min),
             chains=int(post.sizes["chain"]), target_accept=self.target_accept,
         )
+        return self._diagnostics
 
     def summary(self, prob: float = 0.95) -> str:
         """A plain-text report: model, fixed effects, variance components, diagnostics."""

@@ -43,7 +43,7 @@ def test_correlated_graph_has_lkj_and_correlation(sleepstudy):
 def test_inverse_gamma_prior_sits_on_variance(seedling):
     design = bl.design_from_formula("weight ~ genotype + (1|pot)", seedling)
     model, priors, _ = build(design, priors=(("1|pot", bl.InverseGamma(2, 1)),))
-    assert "var_1_pot" in {v.name for v in model.free_RVs}
+    assert "var_1_pot_std" in {v.name for v in model.free_RVs}
     assert priors.table().loc["1|pot", "parameter"] == "σ²"
 
 

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pandas as pd
+import pytest
+from conftest import FAST, quiet_fit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -75,3 +77,46 @@ def test_matrix_design_fits_or_raises_a_clear_error(n, p, q, scale, poison):
     np.testing.assert_array_equal(y, copies[0])
     np.testing.assert_array_equal(X, copies[1])
     np.testing.assert_array_equal(Z, copies[2])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=frames(), formula=st.sampled_from(FORMULAS))
+def test_every_design_that_builds_has_a_finite_log_density(frame, formula):
+    """Past the design stage nothing may fail: the model builds and its log-density is finite."""
+    try:
+        design = bl.design_from_formula(formula, frame)
+    except bl.BayesLMMError:
+        return
+    from bayes_lmm.api import resolve_parameterization
+    from bayes_lmm.graph import build_model
+    from bayes_lmm.priors import resolve_priors
+
+    priors = resolve_priors({}, design)
+    param = resolve_parameterization("auto", design)
+    model = build_model(design, priors, parameterization=param)
+    logp = model.compile_logp()(model.initial_point())
+    assert np.isfinite(logp), (param, design.n)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale, shift", [(1e-8, 0.0), (1e8, 0.0), (1.0, 1e8)])
+def test_extreme_magnitudes_fit_like_the_unscaled_data(dyestuff, dyestuff_fit, scale, shift):
+    """Priors scale with the data and the marginal statistics are centred, so y·1e±8 (or
+    y + 1e8) gives the same posterior in the data's units."""
+    data = dyestuff.assign(Yield=dyestuff["Yield"] * scale + shift)
+    before = data.copy()
+    fit = quiet_fit(bl.fit, "Yield ~ 1 + (1|Batch)", data, random_seed=11, **FAST)
+    pd.testing.assert_frame_equal(data, before)
+    ref = dyestuff_fit.variance_components()["sd_median"]
+    got = fit.variance_components()["sd_median"] / scale
+    np.testing.assert_allclose(got.to_numpy(), ref.to_numpy(), rtol=0.25)
+    assert fit.diagnostics().divergences <= 5
+
+
+@pytest.mark.slow
+def test_covariate_at_1e8_scale(sleepstudy, sleep_fit):
+    data = sleepstudy.assign(Days=sleepstudy["Days"] * 1e8)
+    fit = quiet_fit(bl.fit, "Reaction ~ Days + (Days|Subject)", data, random_seed=2, **FAST)
+    slope = fit.fixed_effects().loc["Days", "median"] * 1e8
+    ref = sleep_fit.fixed_effects().loc["Days", "median"]
+    assert slope == pytest.approx(ref, rel=0.1)

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 import bayes_lmm as bl
-from bayes_lmm.many import _responses, variance_fraction_draws, variance_weights, with_response
+from bayes_lmm.design import with_response
+from bayes_lmm.many import _responses, variance_fraction_draws, variance_weights
 
 N_RESPONSES = 20
 

@@ -1,0 +1,32 @@
+"""Simulation-based calibration: a small version of benchmarks/sbc.py with a loose bound."""
+
+import pytest
+
+import bayes_lmm as bl
+from bayes_lmm.sbc import simulation_based_calibration
+
+SBC_PRIORS = {"fixed": bl.Normal(10, 5), "random": bl.HalfNormal(2), "Residual": bl.HalfNormal(2)}
+
+
+@pytest.mark.slow
+def test_seedling_template_is_calibrated(seedling):
+    res = simulation_based_calibration(
+        "weight ~ genotype + (1|pot)", seedling, coding="full", factors=["genotype"], priors=SBC_PRIORS,
+        replications=30, draws=300, tune=300, chains=2, random_seed=3)
+    table = res.table().set_index("parameter")
+    assert list(table.index) == ["beta[Intercept]", "beta[genotype[1]]", "beta[genotype[2]]",
+                                 "sigma[1|pot]", "sigma[Residual]"]
+    assert res.failures == 0
+    assert (table["replications"] == 30).all()
+    # loose bounds for 30 replications: a miscalibrated sampler or model fails them
+    assert table["coverage_90"].between(0.7, 1.0).all(), table
+    assert table["coverage_50"].between(0.2, 0.8).all(), table
+    assert (table["p_value"] > 0.001).all(), table
+    assert res.ranks["rank"].between(0, 99).all()
+
+
+def test_sbc_refuses_data_dependent_priors(seedling):
+    with pytest.raises(bl.SpecificationError, match="Residual"):
+        simulation_based_calibration("weight ~ genotype + (1|pot)", seedling,
+                                     priors={"fixed": bl.Normal(0, 1), "random": bl.HalfNormal(1)},
+                                     replications=2, random_seed=1)
