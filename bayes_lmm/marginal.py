@@ -256,11 +256,15 @@ def lambda_draws(sd: np.ndarray, corr: np.ndarray | None, k: int) -> np.ndarray:
 
 
 def draw_u(stats: Statistics, design: Design, beta: np.ndarray, sigma: np.ndarray,
-           corr: np.ndarray | None, rng: np.random.Generator, chunk: int = 256) -> np.ndarray:
+           corr: np.ndarray | None, rng: np.random.Generator, chunk: int | None = None) -> np.ndarray:
     """Exact conditional draws of u for every posterior draw: shape (S, q).
 
     ``sigma`` holds (S, components + 1) SDs with σ_e last; ``corr`` the correlation draws.
     """
+    if chunk is None:
+        # draws per pass: temporaries of about 2e6 numbers each, whatever the number of levels
+        q = sum(b.n_levels * b.n_coefs**2 for b in design.blocks)
+        chunk = int(np.clip(2_000_000 // max(q, 1), 8, 256))
     if stats.kind == "nested":
         return _draw_u_nested(stats, design, beta, sigma, rng, chunk)
     S = beta.shape[0]

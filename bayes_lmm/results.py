@@ -591,7 +591,8 @@ class Fit:
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> Diagnostics:
-        """Divergences, max R-hat and min bulk/tail ESS over β, σ, u and correlations.
+        """Divergences, max R-hat and min bulk/tail ESS over β, σ, correlations and u (u only
+        for the latent parameterizations: after a marginal fit u is an exact conditional draw).
 
         For a rank-deficient X (the notes' full coding) β enters through its estimable
         functions: the distinct rows of Xβ.
@@ -599,7 +600,11 @@ class Fit:
         if self._diagnostics is not None:
             return self._diagnostics
         post = self.idata.posterior
-        names = [v for v in ("beta", "sigma", "u", "correlation") if v in post]
+        # after a marginal fit u is drawn exactly given each (β, θ) draw, so its mixing is that
+        # of β and θ; leaving it out keeps diagnostics cheap for 20,000 levels
+        judged = ("beta", "sigma", "correlation") if self.parameterization == "marginal" else \
+            ("beta", "sigma", "u", "correlation")
+        names = [v for v in judged if v in post]
         data = post[names]
         if self.design.rank < self.design.p:
             # with a rank-deficient X only estimable functions are identified: judge convergence
