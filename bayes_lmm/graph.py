@@ -141,8 +141,16 @@ def _block_scales(blk: RandomBlock, priors: PriorSet, corr_parts: list):
         return sds, sd_vec, None
     k = blk.n_coefs
     name = f"corr_{safe_name(blk.group)}"
+    eta = priors.correlation.kwargs()["eta"]
+    if k == 2:
+        # for 2×2 the LKJ(η) density of r is ∝ (1 − r²)^(η−1): exactly r = 2b − 1 with
+        # b ~ Beta(η, η); far cheaper to compile and evaluate than LKJCorr's transform
+        r = 2.0 * pm.Beta(f"{name}_beta", alpha=eta, beta=eta) - 1.0
+        corr_parts.append(r[None])
+        chol = pt.stack([pt.stack([pt.constant(1.0), pt.constant(0.0)]), pt.stack([r, pt.sqrt(1.0 - r**2)])])
+        return sds, sd_vec, chol
     # PyMC's LKJCorr needs a constant eta, so eta is part of the model signature
-    corr = pm.LKJCorr(name, n=k, eta=priors.correlation.kwargs()["eta"], return_matrix=True)
+    corr = pm.LKJCorr(name, n=k, eta=eta, return_matrix=True)
     corr_parts.append(corr[np.triu_indices(k, 1)])
     return sds, sd_vec, pt.linalg.cholesky(corr)
 

@@ -146,14 +146,8 @@ def statistics(design: Design) -> Statistics:
 
 
 def _small_spd(M, k: int):
-    """(log-determinant, inverse) of a batch (…, k, k) of SPD matrices, closed form for k ≤ 2."""
-    if k == 1:
-        return pt.log(M[..., 0, 0]), 1.0 / M
-    if k == 2:
-        a, b, d = M[..., 0, 0], M[..., 0, 1], M[..., 1, 1]
-        det = a * d - b * b
-        inv = pt.stack([pt.stack([d, -b], axis=-1), pt.stack([-b, a], axis=-1)], axis=-2) / det[..., None, None]
-        return pt.log(det), inv
+    """(log-determinant, inverse) of a batch (…, k, k) of SPD matrices (k ≥ 3; k ≤ 2 are
+    written out in :func:`loglik`)."""
     chol = pt.linalg.cholesky(M)
     logdet = 2.0 * pt.log(pt.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
     return logdet, pt.linalg.inv(M)
@@ -204,17 +198,32 @@ def loglik(stats: dict, beta, lambdas: list, sigma_e, *, kind: str, block_sizes:
         k = block_sizes[0][1]
         # elementwise products and sums only: fast in both the C and the numba backends
         Wtr = stats["Wty"] - (stats["WtX"] * beta[None, None, :]).sum(axis=-1)  # (L, k)
+        W = stats["WtW"]
         if k == 1:
-            A = stats["WtW"] * lam[0, 0] ** 2
-            b = Wtr * lam[0, 0]
+            lam2 = lam[0, 0] ** 2
+            m = 1.0 + W[:, 0, 0] * lam2 / s2
+            logdet_M = pt.log(m).sum()
+            quad_b = (lam2 * Wtr[:, 0] ** 2 / m).sum()
+        elif k == 2:
+            # Λ = [[p, 0], [q, t]] (lower): M = I + Λ'W'WΛ/σ², b = Λ'W'r, written out per level
+            p_, q_, t_ = lam[0, 0], lam[1, 0], lam[1, 1]
+            w00, w01, w11 = W[:, 0, 0], W[:, 0, 1], W[:, 1, 1]
+            m00 = 1.0 + (p_**2 * w00 + 2.0 * p_ * q_ * w01 + q_**2 * w11) / s2
+            m01 = t_ * (p_ * w01 + q_ * w11) / s2
+            m11 = 1.0 + t_**2 * w11 / s2
+            b0 = p_ * Wtr[:, 0] + q_ * Wtr[:, 1]
+            b1 = t_ * Wtr[:, 1]
+            det = m00 * m11 - m01**2
+            logdet_M = pt.log(det).sum()
+            quad_b = ((m11 * b0**2 - 2.0 * m01 * b0 * b1 + m00 * b1**2) / det).sum()
         else:
-            tmp = (lam.T[None, :, :, None] * stats["WtW"][:, None, :, :]).sum(axis=2)  # Λ'W'W
+            tmp = (lam.T[None, :, :, None] * W[:, None, :, :]).sum(axis=2)  # Λ'W'W
             A = (tmp[:, :, :, None] * lam[None, None, :, :]).sum(axis=2)  # Λ'W'WΛ
             b = (Wtr[:, :, None] * lam[None, :, :]).sum(axis=1)  # rows: Λ' Wtr_l
-        M = pt.eye(k)[None] + A / s2
-        logdet, Minv = _small_spd(M, k)
-        quad_b = (b[:, :, None] * Minv * b[:, None, :]).sum()
-        logdet_M = logdet.sum()
+            M = pt.eye(k)[None] + A / s2
+            logdet, Minv = _small_spd(M, k)
+            quad_b = (b[:, :, None] * Minv * b[:, None, :]).sum()
+            logdet_M = logdet.sum()
     elif kind == "nested":
         # block_sizes and lambdas arrive outermost first (the chain order)
         scales = [lam[0, 0] ** 2 for lam in lambdas]

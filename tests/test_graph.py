@@ -34,7 +34,8 @@ def test_example2_graph(litter, param):
 def test_correlated_graph_has_lkj_and_correlation(sleepstudy):
     design = bl.design_from_formula("Reaction ~ Days + (Days|Subject)", sleepstudy)
     model, _, _ = build(design, parameterization="noncentered")
-    assert "corr_Subject" in {v.name for v in model.free_RVs}
+    # 2×2: r = 2·Beta(η, η) − 1, which is LKJ(η) exactly (test below)
+    assert "corr_Subject_beta" in {v.name for v in model.free_RVs}
     assert list(model.coords["correlation_pair"]) == ["(1,Days)|Subject"]
     assert model.named_vars_to_dims["z_Subject"] == ("Subject__level", "Subject__coef")
     assert np.isfinite(model.compile_logp()(model.initial_point()))
@@ -68,3 +69,32 @@ def test_overrides_by_column_group_and_default_keys(seedling):
     assert priors.component("1|pot") == bl.HalfStudentT(3, 2.0)
     assert all(p == bl.Normal(0, 7) for p in priors.beta)
     assert priors.residual.family == "HalfCauchy"
+
+
+@pytest.mark.parametrize("eta", [1.0, 2.0, 5.0])
+def test_two_by_two_correlation_prior_is_lkj(eta):
+    """The density of r = 2b − 1, b ~ Beta(η, η), has the shape of PyMC's LKJCorr(n=2, η)
+    (compared up to the normalising constant, which PyMC's LKJCorr gets wrong for n = 2)."""
+    import pymc as pm
+    import scipy.stats as st
+
+    def beta_density(r):
+        return st.beta(eta, eta).logpdf((r + 1) / 2) - np.log(2)
+
+    def lkj(r):
+        return float(pm.logp(pm.LKJCorr.dist(n=2, eta=eta), np.array([r])).eval())
+
+    for r in (-0.9, -0.3, 0.5, 0.95):
+        assert lkj(r) - lkj(0.0) == pytest.approx(beta_density(r) - beta_density(0.0), abs=1e-5)
+    # and the Beta form is a proper density on (-1, 1)
+    grid = np.linspace(-1, 1, 20001)[1:-1]
+    assert np.trapezoid(np.exp(beta_density(grid)), grid) == pytest.approx(1.0, abs=2e-3)
+
+
+def test_three_correlated_coefficients_use_lkj(sleepstudy):
+    data = sleepstudy.assign(Days2=sleepstudy["Days"] ** 2)
+    design = bl.design_from_formula("Reaction ~ Days + (Days + Days2|Subject)", data)
+    model, _, _ = build(design, parameterization="noncentered")
+    assert "corr_Subject" in {v.name for v in model.free_RVs}
+    assert len(model.coords["correlation_pair"]) == 3
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
