@@ -122,6 +122,17 @@ def test_same_seed_same_posterior_pymc(seedling):
     np.testing.assert_allclose(a.draws("sigma"), c.draws("sigma"))
 
 
+def test_same_seed_same_posterior_nutpie(dyestuff):
+    """nutpie seeds each chain from the seed, and u after a marginal fit has its own stream."""
+    kw = dict(FAST, chains=4, random_seed=7)
+    a = quiet_fit(bl.fit, "Yield ~ 1 + (1|Batch)", dyestuff, **kw)
+    b = quiet_fit(bl.fit, "Yield ~ 1 + (1|Batch)", dyestuff, **kw)
+    np.testing.assert_array_equal(a.draws("sigma"), b.draws("sigma"))
+    np.testing.assert_array_equal(a.draws("u"), b.draws("u"))
+    c = quiet_fit(bl.fit, "Yield ~ 1 + (1|Batch)", dyestuff, **dict(kw, random_seed=8))
+    assert not np.array_equal(a.draws("sigma"), c.draws("sigma"))
+
+
 def test_divergences_are_reported_not_hidden(seedling):
     X, Z = notes_example1_matrices()
     with pytest.warns(UserWarning, match="divergence"):
