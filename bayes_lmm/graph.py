@@ -53,9 +53,11 @@ def model_signature(design: Design, priors: PriorSet, parameterization: str) -> 
     families = (tuple(p.family for p in priors.beta), tuple(p.family for _, p in priors.components),
                 priors.residual.family, priors.correlation.kwargs()["eta"])
     n = None if parameterization == "marginal" else design.n
-    # the marginal graph differs between dense and nested designs with equal block sizes
-    kind = (marginal.marginal_kind(design), marginal.nesting_chain(design) is not None and
-            marginal.nesting_chain(design)[0]) if parameterization == "marginal" else None
+    kind = None
+    if parameterization == "marginal":
+        # the marginal graph differs between dense and nested designs with equal block sizes
+        st = marginal.statistics(design)
+        kind = (st.kind, st.chain)
     return (parameterization, n, design.p, blocks, families, kind)
 
 

@@ -34,7 +34,7 @@ from .errors import BayesLMMError, SpecificationError
 from .formula import parse_formula
 from .spec import ModelSpec, SamplerOptions, normalize_priors
 
-#: name of the response column in the shared template design
+#: name of the response column in the shared template design (underscores appended if taken)
 PLACEHOLDER = "response"
 
 
@@ -138,16 +138,18 @@ def _responses(data: pd.DataFrame, responses: Any) -> tuple[list[str], np.ndarra
 def _template(formula: str, data: pd.DataFrame, drop: list[str], coding: str, factors: Sequence[str]) -> tuple[str, Design]:
     if not isinstance(formula, str) or "~" not in formula:
         raise SpecificationError(f"fit_many needs a formula with '~' and a right-hand side, got {formula!r}")
-    rhs = formula.split("~", 1)[1]
-    shared = f"{PLACEHOLDER} ~ {rhs}"
-    parse_formula(shared)  # the right-hand side's errors name the formula
     if not isinstance(data, pd.DataFrame):
         raise SpecificationError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     frame = data.drop(columns=drop)
-    if PLACEHOLDER in frame.columns:
-        frame = frame.drop(columns=[PLACEHOLDER])
+    # a response column name that no covariate uses
+    placeholder = PLACEHOLDER
+    while placeholder in frame.columns:
+        placeholder += "_"
+    rhs = formula.split("~", 1)[1]
+    shared = f"{placeholder} ~ {rhs}"
+    parse_formula(shared)  # the right-hand side's errors name the formula
     # placeholder values only: each response replaces them before fitting
-    frame[PLACEHOLDER] = np.random.default_rng(0).normal(size=len(frame))
+    frame[placeholder] = np.random.default_rng(0).normal(size=len(frame))
     return shared, design_from_formula(shared, frame, coding=coding, factors=factors)
 
 

@@ -134,3 +134,14 @@ def test_cli_fit_many_reports_bad_responses_file(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "absent.csv" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_placeholder_response_never_shadows_a_covariate():
+    from bayes_lmm.many import _template
+
+    data, wide, _ = simulate_responses(1, seed=0)
+    data = data.assign(response=data["dose"] * 2)
+    shared, design = _template("~ response + (1|batch)", data, [], "treatment", ())
+    assert shared.startswith("response_ ~")
+    assert list(design.x_names) == ["Intercept", "response"]
+    np.testing.assert_allclose(design.X[:, 1], data["dose"] * 2)
