@@ -145,3 +145,23 @@ def test_placeholder_response_never_shadows_a_covariate():
     assert shared.startswith("response_ ~")
     assert list(design.x_names) == ["Intercept", "response"]
     np.testing.assert_allclose(design.X[:, 1], data["dose"] * 2)
+
+
+@pytest.mark.slow
+def test_cli_fit_many_writes_tables(tmp_path, dyestuff):
+    """`bayes-lmm fit-many` on a local cluster: tables written, the NaN response listed as failed."""
+    rng = np.random.default_rng(0)
+    wide = pd.DataFrame({"a": dyestuff["Yield"], "b": dyestuff["Yield"] + rng.normal(0, 30, len(dyestuff)),
+                         "c": [np.nan] + dyestuff["Yield"].tolist()[1:]})
+    wide.to_csv(tmp_path / "wide.csv", index=False)
+    card = str(Path(__file__).resolve().parent.parent / "models" / "dyestuff.toml")
+    result = subprocess.run([sys.executable, "-m", "bayes_lmm.cli", "fit-many", card, "--responses-file",
+                             str(tmp_path / "wide.csv"), "--draws", "150", "--tune", "150", "--chains", "2",
+                             "--seed", "1", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    fractions = pd.read_csv(tmp_path / "out" / "variance_fractions.csv")
+    assert sorted(fractions["response"].unique()) == ["a", "b"]
+    assert set(fractions["component"]) == {"1|Batch", "Residual"}
+    failures = pd.read_csv(tmp_path / "out" / "failures.csv")
+    assert failures["response"].tolist() == ["c"]
+    assert (tmp_path / "out" / "diagnostics.csv").is_file() and (tmp_path / "out" / "fixed_effects.csv").is_file()
