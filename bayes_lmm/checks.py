@@ -15,6 +15,7 @@ import pandas as pd
 
 from .design import Design
 from .errors import SpecificationError
+from .variance import block_draws, lambda_draws
 
 ALL = "(all)"
 
@@ -38,19 +39,12 @@ def _zu(design: Design, u: np.ndarray) -> np.ndarray:
 
 def fresh_u(design: Design, sigma: np.ndarray, corr: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
     """u ~ N(0, G) per draw: shape (S, q)."""
-    from .marginal import lambda_draws
-
     S = sigma.shape[0]
-    parts, at, c_at = [], 0, 0
-    for blk in design.blocks:
-        k = blk.n_coefs
-        m = k * (k - 1) // 2
-        c = corr[:, c_at : c_at + m] if (blk.correlated and corr is not None) else None
-        lam = lambda_draws(sigma[:, at : at + k], c, k)
-        z = rng.standard_normal((S, blk.n_levels, k))
+    parts = []
+    for blk, sd, c in block_draws(design, sigma, corr):
+        lam = lambda_draws(sd, c, blk.n_coefs)
+        z = rng.standard_normal((S, blk.n_levels, blk.n_coefs))
         parts.append(np.einsum("sij,slj->sli", lam, z).reshape(S, -1))
-        at += k
-        c_at += m if blk.correlated else 0
     return np.concatenate(parts, axis=1) if parts else np.zeros((S, 0))
 
 

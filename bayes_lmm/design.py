@@ -491,7 +491,6 @@ def with_response(template: Design, y: Any, name: str) -> Design:
     return dataclasses.replace(template, y=values, y_name=name, data=data)
 
 
-
 def new_data_blocks(design: Design, data: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
     """For new data: per block, (level index with -1 for unseen levels, values)."""
     frame = _prepare_data(data, [c for c in design.factor_columns if c in data.columns])

@@ -31,7 +31,7 @@ import numpy as np
 import pytensor.tensor as pt
 
 from .design import Design
-from .variance import correlation_to_covariance
+from .variance import block_draws, lambda_draws
 
 #: largest total number of random coefficients q for the dense-M path under "auto"
 DENSE_Q_MAX = 150
@@ -62,11 +62,13 @@ class Statistics:
         return beta if self.beta0 is None else beta - self.beta0
 
 
+@functools.lru_cache(maxsize=4)
 def nesting_chain(design: Design) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None:
     """Blocks forming a chain of nested random intercepts, outermost first, with parent maps.
 
     Every row must belong to one level of each block with Z value 1, and each level of a
     finer block must sit inside exactly one level of the next coarser one. None otherwise.
+    Cached per design: ``auto``, the statistics and the model signature all ask.
     """
     blocks = design.blocks
     if len(blocks) < 2:
@@ -258,12 +260,6 @@ def loglik(stats: dict, beta, lambdas: list, sigma_e, *, kind: str, block_sizes:
     return -0.5 * (n * np.log(2 * np.pi) + n * pt.log(s2) + logdet_M + quad)
 
 
-def lambda_draws(sd: np.ndarray, corr: np.ndarray | None, k: int) -> np.ndarray:
-    """Λ_b per draw, shape (S, k, k), from SDs (S, k) and upper-triangle correlations (S, m)."""
-    unit = correlation_to_covariance(np.ones_like(sd), corr, k)  # the correlation matrix R_b
-    return sd[:, :, None] * np.linalg.cholesky(unit)
-
-
 def draw_u(stats: Statistics, design: Design, beta: np.ndarray, sigma: np.ndarray,
            corr: np.ndarray | None, rng: np.random.Generator, chunk: int | None = None) -> np.ndarray:
     """Exact conditional draws of u for every posterior draw: shape (S, q).
@@ -278,14 +274,7 @@ def draw_u(stats: Statistics, design: Design, beta: np.ndarray, sigma: np.ndarra
         return _draw_u_nested(stats, design, beta, sigma, rng, chunk)
     S = beta.shape[0]
     s2 = sigma[:, -1] ** 2
-    lams, at, c_at = [], 0, 0
-    for blk in design.blocks:
-        k = blk.n_coefs
-        m = k * (k - 1) // 2
-        c = corr[:, c_at : c_at + m] if (blk.correlated and corr is not None) else None
-        lams.append(lambda_draws(sigma[:, at : at + k], c, k))
-        at += k
-        c_at += m if blk.correlated else 0
+    lams = [lambda_draws(sd, c, blk.n_coefs) for blk, sd, c in block_draws(design, sigma, corr)]
     if stats.kind == "grouped":
         blk = design.blocks[0]
         L, k = blk.n_levels, blk.n_coefs

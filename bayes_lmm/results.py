@@ -8,6 +8,7 @@ components, contrast labels). Interval arguments: ``prob`` (mass) and ``interval
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from . import plots as _plots
 from . import variance as _variance
 from .design import RESIDUAL, Design, _row_selection, new_data_blocks
 from .errors import DataError, SpecificationError
-from .marginal import lambda_draws
+from .formula import parse_formula
 from .priors import PriorSet
 from .reml import reml_design
 from .spec import NEW_GROUPS, ModelSpec, SamplerOptions
@@ -292,10 +293,6 @@ class Fit:
         for f in factors:
             if f not in data.columns:
                 raise SpecificationError(f"{f!r} is not a column of the data")
-        import re
-
-        from .formula import parse_formula
-
         names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", parse_formula(design.formula).fixed))
         fixed_cols = [c for c in data.columns if c in names]
         cat = [c for c in fixed_cols if not pd.api.types.is_numeric_dtype(data[c])
@@ -389,8 +386,9 @@ class Fit:
         u = self.draws("u") if design.blocks else None
         sigma = self.draws("sigma")
         corr = self._corr_draws()
-        at = u_at = c_at = 0
-        for blk, (index, values) in zip(design.blocks, new_data_blocks(design, new_data)):
+        u_at = 0
+        blocks = _variance.block_draws(design, sigma, corr)
+        for (blk, sd, c), (index, values) in zip(blocks, new_data_blocks(design, new_data)):
             k = blk.n_coefs
             ub = u[:, u_at : u_at + blk.n_levels * k].reshape(S, blk.n_levels, k)
             seen = index >= 0
@@ -404,17 +402,12 @@ class Fit:
                         f"use new_groups='sample' to draw their effects from G or 'zero' to ignore them"
                     )
                 if new_groups == "sample":
-                    m = k * (k - 1) // 2
-                    c = corr[:, c_at : c_at + m] if blk.correlated else None
-                    L = lambda_draws(sigma[:, at : at + k], c, k)  # G_b = L L'
+                    L = _variance.lambda_draws(sd, c, k)  # G_b = L L'
                     uniq = list(dict.fromkeys(labels))
                     z = rng.standard_normal((S, len(uniq), k))
                     unew = np.einsum("skm,slm->slk", L, z)
                     pos = np.array([uniq.index(lab) for lab in labels])
                     eta[:, ~seen] += np.einsum("snk,nk->sn", unew[:, pos], values[~seen])
-            if blk.correlated:
-                c_at += k * (k - 1) // 2
-            at += k
             u_at += blk.n_levels * k
         if kind == "response":
             eta = eta + rng.standard_normal(eta.shape) * sigma[:, -1:]

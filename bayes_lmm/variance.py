@@ -90,22 +90,38 @@ def correlation_to_covariance(sd: np.ndarray, corr: np.ndarray | None, k: int) -
     return sd[:, :, None] * R * sd[:, None, :]
 
 
+def block_draws(design: Design, sigma: np.ndarray, corr: np.ndarray | None):
+    """Per random block: (block, SD draws (S, k), correlation draws (S, k(k−1)/2) or None).
+
+    ``sigma`` holds the components' SDs in design order (σ_e last, ignored here) and ``corr``
+    the correlations of the correlated blocks, one after the other.
+    """
+    out, at, c_at = [], 0, 0
+    for blk in design.blocks:
+        k = blk.n_coefs
+        m = k * (k - 1) // 2 if blk.correlated else 0
+        out.append((blk, sigma[:, at : at + k], corr[:, c_at : c_at + m] if m and corr is not None else None))
+        at += k
+        c_at += m
+    return out
+
+
+def lambda_draws(sd: np.ndarray, corr: np.ndarray | None, k: int) -> np.ndarray:
+    """Λ_b per draw, shape (S, k, k), with G_b = Λ_b Λ_b' (lower Cholesky factor)."""
+    unit = correlation_to_covariance(np.ones_like(sd), corr, k)  # the correlation matrix R_b
+    return sd[:, :, None] * np.linalg.cholesky(unit)
+
+
 def var_y_draws(design: Design, sigma: np.ndarray, corr: np.ndarray | None, rows: list[int]) -> np.ndarray:
     """Draws of Var(y) = Z G Z' + σ_e² I for the chosen rows: shape (draws, r, r)."""
     r = len(rows)
     out = np.zeros((sigma.shape[0], r, r))
-    at = 0
-    corr_at = 0
-    for blk in design.blocks:
+    for blk, sd, c in block_draws(design, sigma, corr):
         k = blk.n_coefs
         z = blk.z_matrix()[rows].reshape(r, -1, k) if blk.dense is None else blk.dense[rows][:, :, None]
-        m = k * (k - 1) // 2
-        c = corr[:, corr_at : corr_at + m] if blk.correlated else None
-        corr_at += m if blk.correlated else 0
-        Gb = correlation_to_covariance(sigma[:, at : at + k], c, k)
+        Gb = correlation_to_covariance(sd, c, k)
         # Σ_levels z_a,l G z_b,l'
         out += np.einsum("alk,dkm,blm->dab", z, Gb, z)
-        at += k
     out += (sigma[:, -1] ** 2)[:, None, None] * np.eye(r)[None]
     return out
 
