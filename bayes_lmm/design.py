@@ -379,7 +379,9 @@ def _prepare_data(data: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
 
 def _check_columns(parsed, frame: pd.DataFrame) -> list[str]:
     text = re.sub(r"'[^']*'|\"[^\"]*\"", " ", parsed.formula)
-    tokens = re.findall(r"(?<![\w.])([A-Za-z_][A-Za-z0-9_.]*)(?!\s*\()", text)
+    # a name followed by "(" is a function: the (?![\w.]) stops the regex from backtracking
+    # into a prefix of it ("sqrt(x)" is not a column "sqr")
+    tokens = re.findall(r"(?<![\w.])([A-Za-z_][A-Za-z0-9_.]*)(?![\w.])(?!\s*\()", text)
     used = []
     for tok in tokens:
         if tok in frame.columns:

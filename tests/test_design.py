@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import notes_example1_matrices, notes_example2_matrices
 
 import bayes_lmm as bl
@@ -128,3 +129,13 @@ def test_general_z_block_uses_dense_product():
     design = bl.design_from_matrices(rng.normal(size=12), np.ones((12, 1)), {"m": Z})
     assert design.blocks[0].dense is not None
     np.testing.assert_allclose(design.Z, Z)
+
+
+def test_transforms_in_formula_are_functions_not_columns(sleepstudy):
+    # regression: "sqrt(Days)" was read as a column "sqr" and "log(...)" as "lo"
+    design = bl.design_from_formula("log(Reaction) ~ Days + sqrt(Days) + (1|Subject)", sleepstudy)
+    np.testing.assert_allclose(design.y, np.log(sleepstudy["Reaction"].to_numpy()))
+    assert design.x_names == ("Intercept", "Days", "sqrt(Days)")
+    np.testing.assert_allclose(design.X[:, 2], np.sqrt(sleepstudy["Days"].to_numpy()))
+    with pytest.raises(bl.DataError, match="'Dayz'"):
+        bl.design_from_formula("log(Reaction) ~ sqrt(Dayz) + (1|Subject)", sleepstudy)
