@@ -25,15 +25,21 @@ from .sampling import resolve_sampler, sample
 from .spec import ModelSpec, SamplerOptions, normalize_priors
 
 
-def default_target_accept(design: Design) -> float:
+def default_target_accept(design: Design, parameterization: str) -> float:
     """Target acceptance for NUTS, raised for small designs.
 
     With few levels per factor or few rows the posterior of σ_j has a long tail towards 0
     (a funnel for latent u); smaller steps avoid the divergences that peers show on the
-    notes' 4-pot example.
+    notes' 4-pot example. With u integrated out there is no funnel and smaller targets
+    suffice (measured, 5 seeds each: notes' Example 1 has 5–15 divergences at 0.8 and none
+    at 0.9 or above; at 0.95 its smallest bulk ESS is 1,047–1,182 against 840–1,135 at 0.99,
+    in 0.24 s of sampling against 0.33 s).
     """
     fewest = min((b.n_levels for b in design.blocks), default=100)
-    if fewest < 10 or design.n < 50:
+    small = fewest < 10 or design.n < 50
+    if parameterization == "marginal":
+        return 0.95 if small else 0.9
+    if small:
         return 0.99
     if fewest < 30:
         return 0.95
@@ -41,7 +47,9 @@ def default_target_accept(design: Design) -> float:
 
 
 def resolve_parameterization(requested: str, design: Design) -> str:
-    """``auto`` → ``marginal`` where it is cheap (one random block, or q ≤ 150), else non-centered."""
+    """``auto`` → ``marginal`` where it is cheap (:func:`bayes_lmm.marginal.cheap`: one random
+    block, nested intercepts, or at most 150 random coefficients left to a Cholesky), else
+    non-centered."""
     if requested == "auto":
         return "marginal" if marginal.cheap(design) else "noncentered"
     if requested == "marginal" and not design.blocks:
@@ -64,7 +72,7 @@ def run_design(spec: ModelSpec, design: Design, options: SamplerOptions, *, cond
     """
     model, prior_set, param = build(spec, design)
     sampler = resolve_sampler(options.sampler)
-    target = options.target_accept if options.target_accept is not None else default_target_accept(design)
+    target = options.target_accept if options.target_accept is not None else default_target_accept(design, param)
     idata = sample(
         model, sampler=sampler, draws=options.draws, tune=options.tune, chains=options.chains,
         random_seed=options.random_seed, target_accept=float(target), progressbar=options.progressbar,
@@ -121,8 +129,9 @@ def fit_matrices(
     priors : mapping, optional
         Overrides keyed by a column of X, a block name, ``fixed``, ``random``, ``Residual``.
     parameterization : {"auto", "marginal", "noncentered", "centered"}
-        ``auto`` (default) integrates u out where that is cheap (one random block, or at most
-        150 random coefficients in all) and uses the non-centered form otherwise; the
+        ``auto`` (default) integrates u out where that is cheap (one random block, nested
+        intercepts, or at most 150 random coefficients left after solving out the largest
+        intercept factor) and uses the non-centered form otherwise; the
         choice is in ``fit.parameterization`` and ``fit.summary()``. With ``marginal`` u is
         still in the posterior, drawn from its exact conditional for every draw.
     sampler : {"auto", "pymc", "nutpie"}

@@ -6,6 +6,7 @@ Z product, so cost grows with n·k, not n·q. Every variable carries named dims.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -57,7 +58,7 @@ def model_signature(design: Design, priors: PriorSet, parameterization: str) -> 
     if parameterization == "marginal":
         # the marginal graph differs between dense and nested designs with equal block sizes
         st = marginal.statistics(design)
-        kind = (st.kind, st.chain)
+        kind = st.structure
     return (parameterization, n, design.p, blocks, families, kind)
 
 
@@ -221,6 +222,12 @@ def build_model(design: Design, priors: PriorSet, *, parameterization: str = "no
             data["beta0"] = pm.Data("stat_beta0", np.zeros(design.p) if st.beta0 is None else st.beta0)
             data["n"] = _data("stat_n", float(st.n))
             sizes = [(b.n_levels, b.n_coefs) for b in design.blocks]
+            if st.kind == "crossed" and st.groups is not None:
+                for f in dataclasses.fields(st.groups):
+                    data[f"group_{f.name}"] = pm.Data(f"stat_group_{f.name}", getattr(st.groups, f.name))
+            elif st.kind == "crossed":
+                for f in ("AtA", "AtX", "Aty", "cross"):
+                    data[f] = pm.Data(f"stat_{f}", np.asarray(getattr(st, f), dtype=float))
             if st.kind == "nested":
                 # the nested closed form runs outermost factor first
                 for j, parent in enumerate(st.parents):
@@ -228,7 +235,7 @@ def build_model(design: Design, priors: PriorSet, *, parameterization: str = "no
                 lambdas = [lambdas[b] for b in st.chain]
                 sizes = [sizes[b] for b in st.chain]
             pm.Potential("y_marginal", marginal.loglik(data, beta, lambdas, sigma_e, kind=st.kind,
-                                                       block_sizes=sizes))
+                                                       block_sizes=sizes, eliminated=st.eliminated))
         else:
             pm.Normal("y", mu=mu, sigma=sigma_e, observed=_data("y_observed", design.y), dims=OBS_DIM)
     return model

@@ -16,6 +16,12 @@ Z'y, so after a one-off pass over the rows the cost per gradient does not depend
   by the outermost factor and each level adds σ_j² 11' to the blocks below it, so
   Sherman–Morrison applied level by level, innermost first, needs only per-level sums:
   cost O(levels), no matrices at all.
+* Several blocks of which one is a plain factor of intercepts (crossed designs such as
+  ``(1|a) + (1|b)``, or ``(1|item) + (Days|Subject)``): that factor's part of M is diagonal,
+  so it is eliminated exactly (block elimination, Schur complement S = D_r − C'D_a⁻¹C) and
+  only the other blocks' q_r × q_r system needs a Cholesky. C'D_a⁻¹C is a sum over the
+  distinct row counts of the eliminated factor's levels of precomputed Gram matrices, so the
+  cost per gradient is O(L_a·q_r + q_r³), whatever the number of rows.
 * Other several-block designs: a dense q×q Cholesky of M (use for moderate q).
 
 After sampling, u is drawn for every posterior draw from its exact Gaussian conditional
@@ -29,26 +35,66 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytensor.tensor as pt
+from scipy import sparse
 
 from .design import Design
 from .variance import block_draws, lambda_draws
 
 #: largest total number of random coefficients q for the dense-M path under "auto"
+#: (for the crossed path: of the blocks left after eliminating the largest factor)
 DENSE_Q_MAX = 150
+#: Gram matrices of the crossed path are grouped by row count while they take fewer numbers
+GRAM_NUMBERS_MAX = 4_000_000
+
+
+@dataclass(frozen=True)
+class CountGroups:
+    """The crossed path's statistics summed over the levels of the eliminated factor a that
+    share one value g of diag(Z_a'Z_a) (the row count, for plain intercepts): D_a is constant
+    within such a group, so every term of the likelihood that involves a is a weighted sum
+    over groups and the cost per gradient does not depend on the number of levels of a.
+
+    For group g with levels l: ``counts`` = #levels, ``values`` = g, ``grams`` = Σ c_l c_l',
+    ``cy`` = Σ c_l (Z_a'y)_l, ``cX`` = Σ c_l ⊗ (Z_a'X)_l, ``yy`` = Σ (Z_a'y)_l²,
+    ``Xy`` = Σ (Z_a'X)_l (Z_a'y)_l, ``XX`` = Σ (Z_a'X)_l (Z_a'X)_l', with c_l the row l of Z_a'Z_r.
+    """
+
+    counts: np.ndarray  # (G,)
+    values: np.ndarray  # (G,)
+    grams: np.ndarray  # (G, q_r, q_r)
+    cy: np.ndarray  # (G, q_r)
+    cX: np.ndarray  # (G, q_r, p)
+    yy: np.ndarray  # (G,)
+    Xy: np.ndarray  # (G, p)
+    XX: np.ndarray  # (G, p, p)
+
+    @classmethod
+    def build(cls, AtA: np.ndarray, AtX: np.ndarray, Aty: np.ndarray, cross: np.ndarray) -> CountGroups:
+        values, group, counts = np.unique(AtA, return_inverse=True, return_counts=True)
+        G, qr, p = len(values), cross.shape[1], AtX.shape[1]
+        grams, cy, cX = np.zeros((G, qr, qr)), np.zeros((G, qr)), np.zeros((G, qr, p))
+        yy, Xy, XX = np.zeros(G), np.zeros((G, p)), np.zeros((G, p, p))
+        for g in range(G):
+            rows = group == g
+            c, x, y = cross[rows], AtX[rows], Aty[rows]
+            grams[g], cy[g], cX[g] = c.T @ c, c.T @ y, c.T @ x
+            yy[g], Xy[g], XX[g] = y @ y, x.T @ y, x.T @ x
+        return cls(counts=counts.astype(float), values=values, grams=grams, cy=cy, cX=cX,
+                   yy=yy, Xy=Xy, XX=XX)
 
 
 @dataclass(frozen=True)
 class Statistics:
     """Sufficient statistics for the marginal likelihood (numpy arrays)."""
 
-    kind: str  # "grouped" (one block, per-level systems), "nested" or "dense"
+    kind: str  # "grouped" (one block, per-level systems), "nested", "crossed" or "dense"
     n: int
     XtX: np.ndarray
     Xty: np.ndarray
     yty: float
-    WtW: np.ndarray  # grouped: (L, k, k); dense: (q, q) = Z'Z
-    WtX: np.ndarray  # grouped: (L, k, p); dense: (q, p)
-    Wty: np.ndarray  # grouped: (L, k);    dense: (q,)
+    WtW: np.ndarray  # grouped: (L, k, k); dense: (q, q) = Z'Z; crossed: Z_r'Z_r of the other blocks
+    WtX: np.ndarray  # grouped: (L, k, p); dense: (q, p);       crossed: (q_r, p)
+    Wty: np.ndarray  # grouped: (L, k);    dense: (q,);         crossed: (q_r,)
     # nested: WtW/WtX/Wty hold the innermost factor's counts (L,), Z_inner'X (L, p), Z_inner'y (L,);
     # chain: block positions outermost first; parents[j]: level of chain[j] holding each level of chain[j+1]
     chain: tuple[int, ...] = ()
@@ -56,6 +102,20 @@ class Statistics:
     # the y-statistics are of y − Xβ₀ (β₀ least squares), so y'y − 2β'X'y + β'X'Xβ does not
     # cancel catastrophically when y sits far from 0 (1e8 + noise); the graph uses β − β₀
     beta0: np.ndarray | None = None
+    # crossed: position of the eliminated factor a, its diag(Z_a'Z_a) (L_a,), Z_a'X, Z_a'y,
+    # the cross-product Z_a'Z_r (L_a, q_r), and the same summed by row-count group (None when
+    # the groups' Gram matrices would take more than GRAM_NUMBERS_MAX numbers)
+    eliminated: int = -1
+    AtA: np.ndarray | None = None
+    AtX: np.ndarray | None = None
+    Aty: np.ndarray | None = None
+    cross: np.ndarray | None = None
+    groups: CountGroups | None = None
+
+    @property
+    def structure(self) -> tuple:
+        """What the graph's shape depends on beyond the block sizes (part of the model signature)."""
+        return (self.kind, self.chain, self.eliminated, self.groups is None)
 
     def delta(self, beta: np.ndarray) -> np.ndarray:
         """β − β₀ for draws (…, p)."""
@@ -89,14 +149,37 @@ def nesting_chain(design: Design) -> tuple[tuple[int, ...], tuple[np.ndarray, ..
     return order, tuple(parents)
 
 
+def eliminated_block(design: Design) -> int | None:
+    """The block the crossed path eliminates: the factor of one coefficient per level (so its
+    Z_a'Z_a is diagonal) with the most levels; None if no block qualifies."""
+    candidates = [j for j, b in enumerate(design.blocks) if b.dense is None and b.n_coefs == 1]
+    if len(design.blocks) < 2 or not candidates:
+        return None
+    return max(candidates, key=lambda j: design.blocks[j].n_levels)
+
+
 def marginal_kind(design: Design) -> str:
     """Which closed form applies: ``grouped`` (one block of gather form), ``nested`` (a chain
-    of nested random intercepts) or ``dense``."""
+    of nested random intercepts), ``crossed`` (one intercept factor eliminated) or ``dense``."""
     if len(design.blocks) == 1 and design.blocks[0].dense is None:
         return "grouped"
     if nesting_chain(design) is not None:
         return "nested"
+    if eliminated_block(design) is not None:
+        return "crossed"
     return "dense"
+
+
+def describe(design: Design) -> str:
+    """Which exact form a marginal fit of ``design`` uses, in words (for summaries)."""
+    kind = marginal_kind(design)
+    if kind == "grouped":
+        return "per-level closed form"
+    if kind == "nested":
+        return "nested closed form"
+    if kind == "crossed":
+        return f"{design.blocks[eliminated_block(design)].group!r} solved out, Cholesky of the rest"
+    return "q×q Cholesky"
 
 
 def cheap(design: Design) -> bool:
@@ -108,7 +191,24 @@ def cheap(design: Design) -> bool:
         return design.blocks[0].n_coefs <= 4
     if kind == "nested":
         return True
-    return sum(b.n_levels * b.n_coefs for b in design.blocks) <= DENSE_Q_MAX
+    q = sum(b.n_levels * b.n_coefs for b in design.blocks)
+    if kind == "crossed":
+        q -= design.blocks[eliminated_block(design)].n_levels
+    return q <= DENSE_Q_MAX
+
+
+def _sparse_z(blocks) -> sparse.csr_matrix:
+    """Z of the given blocks as a sparse matrix (n × Σ levels·k), columns in u's order."""
+    parts = []
+    for b in blocks:
+        if b.dense is not None:
+            parts.append(sparse.csr_matrix(b.dense))
+            continue
+        n, k = b.values.shape
+        rows = np.repeat(np.arange(n), k)
+        cols = (b.index[:, None] * k + np.arange(k)[None, :]).ravel()
+        parts.append(sparse.csr_matrix((b.values.ravel(), (rows, cols)), shape=(n, b.n_levels * k)))
+    return sparse.hstack(parts, format="csr")
 
 
 @functools.lru_cache(maxsize=4)
@@ -143,8 +243,22 @@ def statistics(design: Design) -> Statistics:
         np.add.at(WtX, blk.index, W[:, :, None] * X[:, None, :])
         np.add.at(Wty, blk.index, W * y[:, None])
         return Statistics(kind="grouped", WtW=WtW, WtX=WtX, Wty=Wty, **common)
-    Z = design.Z
-    return Statistics(kind="dense", WtW=Z.T @ Z, WtX=Z.T @ X, Wty=Z.T @ y, **common)
+    if kind == "crossed":
+        a = eliminated_block(design)
+        Za = _sparse_z([design.blocks[a]])
+        Zr = _sparse_z([b for j, b in enumerate(design.blocks) if j != a])
+        AtA = np.asarray(Za.multiply(Za).sum(axis=0)).ravel()
+        cross = np.asarray((Za.T @ Zr).todense())
+        AtX, Aty = Za.T @ X, Za.T @ y
+        n_groups = len(np.unique(AtA))
+        groups = (CountGroups.build(AtA, AtX, Aty, cross)
+                  if n_groups * (cross.shape[1] + design.p) ** 2 <= GRAM_NUMBERS_MAX else None)
+        return Statistics(kind="crossed", WtW=np.asarray((Zr.T @ Zr).todense()), WtX=Zr.T @ X,
+                          Wty=Zr.T @ y, eliminated=a, AtA=AtA, AtX=AtX, Aty=Aty, cross=cross,
+                          groups=groups, **common)
+    Z = _sparse_z(design.blocks)
+    return Statistics(kind="dense", WtW=np.asarray((Z.T @ Z).todense()), WtX=Z.T @ X, Wty=Z.T @ y,
+                      **common)
 
 
 def _small_spd(M, k: int):
@@ -177,7 +291,58 @@ def _nested_terms(stats: dict, beta, scales: list, s2, block_sizes: list[tuple[i
     return logdet, quad
 
 
-def loglik(stats: dict, beta, lambdas: list, sigma_e, *, kind: str, block_sizes: list[tuple[int, int]]):
+def _lambda_product(lambdas: list, block_sizes: list[tuple[int, int]]):
+    """Λ = blockdiag(I_L ⊗ Λ_b) as ``(diagonal, None)`` when every block has one coefficient
+    (then Λ is diagonal: no matrix products needed) or ``(None, matrix)``."""
+    if all(k == 1 for _, k in block_sizes):
+        return pt.concatenate([pt.repeat(lam[0, 0][None], levels)
+                               for lam, (levels, _) in zip(lambdas, block_sizes)]), None
+    parts = []
+    for lam, (levels, k) in zip(lambdas, block_sizes):
+        eye = pt.eye(levels)
+        parts.append((eye[:, None, :, None] * lam[None, :, None, :]).reshape((levels * k, levels * k)))
+    return None, (pt.linalg.block_diag(*parts) if len(parts) > 1 else parts[0])
+
+
+def _sandwich(vec, mat, A):
+    """Λ'AΛ for Λ = diag(vec) or Λ = mat."""
+    return vec[:, None] * A * vec[None, :] if vec is not None else pt.dot(mat.T, pt.dot(A, mat))
+
+
+def _crossed_terms(stats: dict, beta, lambdas: list, s2, block_sizes, eliminated: int):
+    """log|M| and b'M⁻¹b with the intercept factor ``eliminated`` solved out (module docstring)."""
+    lam_a = lambdas[eliminated][0, 0]
+    rest = [j for j in range(len(lambdas)) if j != eliminated]
+    vec, mat = _lambda_product([lambdas[j] for j in rest], [block_sizes[j] for j in rest])
+    w_a = lam_a**2 / s2
+    ztr_r = stats["Wty"] - pt.dot(stats["WtX"], beta)
+    if "group_grams" in stats:
+        # D_a = 1 + w_a·g is constant within a row-count group g: sums over groups only
+        inv_d = 1.0 / (1.0 + w_a * stats["group_values"])
+        logdet_a = (stats["group_counts"] * pt.log1p(w_a * stats["group_values"])).sum()
+        K = (stats["group_grams"] * inv_d[:, None, None]).sum(axis=0)  # Z_r'Z_a D_a⁻¹ Z_a'Z_r
+        cross_t = ((stats["group_cy"] - pt.dot(stats["group_cX"], beta)) * inv_d[:, None]).sum(axis=0)
+        quad_ga = stats["group_yy"] - 2.0 * pt.dot(stats["group_Xy"], beta) + pt.dot(pt.dot(stats["group_XX"], beta), beta)
+        quad_a = (quad_ga * inv_d).sum()  # Σ_l (Z_a'r)_l² / d_l
+    else:
+        d = 1.0 + w_a * stats["AtA"]
+        logdet_a = pt.log(d).sum()
+        K = pt.dot((stats["cross"] / d[:, None]).T, stats["cross"])
+        ztr_a = stats["Aty"] - pt.dot(stats["AtX"], beta)
+        cross_t = pt.dot(stats["cross"].T, ztr_a / d)
+        quad_a = (ztr_a**2 / d).sum()
+    qr = stats["WtW"].shape[0]
+    S = pt.eye(qr) + _sandwich(vec, mat, stats["WtW"] - w_a * K) / s2
+    c_raw = ztr_r - w_a * cross_t
+    c = vec * c_raw if vec is not None else pt.dot(mat.T, c_raw)
+    chol = pt.linalg.cholesky(S)
+    w = pt.linalg.solve_triangular(chol, c, lower=True)
+    logdet = logdet_a + 2.0 * pt.log(pt.diagonal(chol)).sum()
+    return logdet, lam_a**2 * quad_a + pt.dot(w, w)
+
+
+def loglik(stats: dict, beta, lambdas: list, sigma_e, *, kind: str, block_sizes: list[tuple[int, int]],
+           eliminated: int = -1):
     """Marginal log-likelihood as a PyTensor expression.
 
     Parameters
@@ -189,8 +354,10 @@ def loglik(stats: dict, beta, lambdas: list, sigma_e, *, kind: str, block_sizes:
     lambdas : list of (k, k) tensors
         Λ_b = diag(σ_b) · chol(R_b) for each block.
     sigma_e : scalar tensor
-    kind : {"grouped", "dense"}
+    kind : {"grouped", "nested", "crossed", "dense"}
     block_sizes : list of (levels, k) per block
+    eliminated : int
+        crossed: position of the intercept factor solved out.
     """
     s2 = sigma_e**2
     beta = beta - stats["beta0"]
@@ -232,26 +399,15 @@ def loglik(stats: dict, beta, lambdas: list, sigma_e, *, kind: str, block_sizes:
         logdet_extra, quad_extra = _nested_terms(stats, beta, scales, s2, block_sizes)
         n = stats["n"]
         return -0.5 * (n * np.log(2 * np.pi) + n * pt.log(s2) + logdet_extra + rtr / s2 - quad_extra)
-    elif all(k == 1 for _, k in block_sizes):
-        # intercept-like blocks: Λ is diagonal, so Λ'Z'ZΛ = (λλ') ∘ Z'Z needs no matrix products
-        lam_vec = pt.concatenate([pt.repeat(lam[0, 0][None], levels) for lam, (levels, _) in zip(lambdas, block_sizes)])
-        Ztr = stats["Wty"] - pt.dot(stats["WtX"], beta)
-        M = pt.eye(lam_vec.shape[0]) + lam_vec[:, None] * stats["WtW"] * lam_vec[None, :] / s2
-        chol = pt.linalg.cholesky(M)
-        w = pt.linalg.solve_triangular(chol, lam_vec * Ztr, lower=True)
-        quad_b = pt.dot(w, w)
-        logdet_M = 2.0 * pt.log(pt.diagonal(chol)).sum()
+    elif kind == "crossed":
+        logdet_M, quad_b = _crossed_terms(stats, beta, lambdas, s2, block_sizes, eliminated)
     else:
-        parts = []
-        for lam, (levels, k) in zip(lambdas, block_sizes):
-            eye = pt.eye(levels)
-            parts.append((eye[:, None, :, None] * lam[None, :, None, :]).reshape((levels * k, levels * k)))
-        Lam = pt.linalg.block_diag(*parts) if len(parts) > 1 else parts[0]
-        q = Lam.shape[0]
+        # Λ diagonal when every block has one coefficient: Λ'Z'ZΛ = (λλ') ∘ Z'Z, no products
+        vec, mat = _lambda_product(lambdas, block_sizes)
         Ztr = stats["Wty"] - pt.dot(stats["WtX"], beta)
-        M = pt.eye(q) + pt.dot(Lam.T, pt.dot(stats["WtW"], Lam)) / s2
+        M = pt.eye(stats["WtW"].shape[0]) + _sandwich(vec, mat, stats["WtW"]) / s2
         chol = pt.linalg.cholesky(M)
-        b = pt.dot(Lam.T, Ztr)
+        b = vec * Ztr if vec is not None else pt.dot(mat.T, Ztr)
         w = pt.linalg.solve_triangular(chol, b, lower=True)
         quad_b = pt.dot(w, w)
         logdet_M = 2.0 * pt.log(pt.diagonal(chol)).sum()
@@ -275,6 +431,8 @@ def draw_u(stats: Statistics, design: Design, beta: np.ndarray, sigma: np.ndarra
     S = beta.shape[0]
     s2 = sigma[:, -1] ** 2
     lams = [lambda_draws(sd, c, blk.n_coefs) for blk, sd, c in block_draws(design, sigma, corr)]
+    if stats.kind == "crossed":
+        return _draw_u_crossed(stats, design, beta, s2, lams, rng)
     if stats.kind == "grouped":
         blk = design.blocks[0]
         L, k = blk.n_levels, blk.n_coefs
@@ -297,18 +455,81 @@ def draw_u(stats: Statistics, design: Design, beta: np.ndarray, sigma: np.ndarra
     q = sum(b.n_levels * b.n_coefs for b in design.blocks)
     out = np.empty((S, q))
     for s in range(S):
-        Lam = np.zeros((q, q))
-        pos = 0
-        for blk, lam in zip(design.blocks, lams):
-            size = blk.n_levels * blk.n_coefs
-            Lam[pos : pos + size, pos : pos + size] = np.kron(np.eye(blk.n_levels), lam[s])
-            pos += size
+        Lam = _lambda_matrix(design.blocks, [lam[s] for lam in lams])
         Ztr = stats.Wty - stats.WtX @ stats.delta(beta[s])
         M = np.eye(q) + Lam.T @ stats.WtW @ Lam / s2[s]
         chol = np.linalg.cholesky(M)
         mean = np.linalg.solve(M, Lam.T @ Ztr) / s2[s]
         v = mean + np.linalg.solve(chol.T, rng.standard_normal(q))
         out[s] = Lam @ v
+    return out
+
+
+def _lambda_matrix(blocks, lams: list[np.ndarray]) -> np.ndarray:
+    """Λ = blockdiag(I_L ⊗ Λ_b) for one draw."""
+    q = sum(b.n_levels * b.n_coefs for b in blocks)
+    Lam = np.zeros((q, q))
+    pos = 0
+    for blk, lam in zip(blocks, lams):
+        size = blk.n_levels * blk.n_coefs
+        Lam[pos : pos + size, pos : pos + size] = np.kron(np.eye(blk.n_levels), lam)
+        pos += size
+    return Lam
+
+
+def _lambda_matrices(blocks, lams: list[np.ndarray]) -> np.ndarray:
+    """Λ = blockdiag(I_L ⊗ Λ_b) for a stack of m draws: (m, q, q)."""
+    m = lams[0].shape[0] if lams else 0
+    q = sum(b.n_levels * b.n_coefs for b in blocks)
+    Lam = np.zeros((m, q, q))
+    pos = 0
+    for blk, lam in zip(blocks, lams):
+        L, k = blk.n_levels, blk.n_coefs
+        first = pos + np.arange(L)[:, None, None] * k
+        Lam[:, first + np.arange(k)[None, :, None], first + np.arange(k)[None, None, :]] = lam[:, None, :, :]
+        pos += L * k
+    return Lam
+
+
+def _draw_u_crossed(stats: Statistics, design: Design, beta: np.ndarray, s2: np.ndarray,
+                    lams: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Exact draws with the intercept factor a solved out: v_r from its marginal N(S⁻¹c/σ_e², S⁻¹),
+    then v_a | v_r ~ N(D⁻¹(b_a/σ_e² − C v_r), D⁻¹), C = λ_a Z_a'Z_r Λ_r / σ_e²; u = Λv.
+    Vectorised over chunks of draws (the products with Z_a'Z_r are matrix products)."""
+    a = stats.eliminated
+    rest = [j for j in range(len(design.blocks)) if j != a]
+    offsets = np.cumsum([0] + [b.n_levels * b.n_coefs for b in design.blocks])
+    cols_r = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in rest])
+    S, La, qr = beta.shape[0], stats.cross.shape[0], stats.cross.shape[1]
+    chunk = int(np.clip(2_000_000 // (La + qr * qr), 1, 256))
+    out = np.empty((S, offsets[-1]))
+    for lo in range(0, S, chunk):
+        hi = min(S, lo + chunk)
+        m = hi - lo
+        lam_a = lams[a][lo:hi, 0, 0]  # (m,)
+        Lam_r = _lambda_matrices([design.blocks[j] for j in rest], [lams[j][lo:hi] for j in rest])
+        w_a = lam_a**2 / s2[lo:hi]
+        d = 1.0 + w_a[:, None] * stats.AtA[None]  # (m, L_a)
+        delta = stats.delta(beta[lo:hi])
+        ztr_a = stats.Aty[None] - delta @ stats.AtX.T  # (m, L_a)
+        ztr_r = stats.Wty[None] - delta @ stats.WtX.T  # (m, q_r)
+        if stats.groups is not None:
+            K = np.einsum("sg,gij->sij", 1.0 / (1.0 + w_a[:, None] * stats.groups.values[None]), stats.groups.grams)
+        else:
+            K = np.einsum("li,sl,lj->sij", stats.cross, 1.0 / d, stats.cross)
+        inner = stats.WtW[None] - w_a[:, None, None] * K
+        Smat = np.eye(qr)[None] + np.swapaxes(Lam_r, 1, 2) @ inner @ Lam_r / s2[lo:hi, None, None]
+        c = np.einsum("sji,sj->si", Lam_r, ztr_r - w_a[:, None] * (ztr_a / d) @ stats.cross)
+        chol = np.linalg.cholesky(Smat)
+        eps = rng.standard_normal((m, qr))
+        v_r = (np.linalg.solve(Smat, c[..., None])[..., 0] / s2[lo:hi, None]
+               + np.linalg.solve(np.swapaxes(chol, 1, 2), eps[..., None])[..., 0])
+        u_r = np.einsum("sij,sj->si", Lam_r, v_r)
+        # v_a | v_r: b_a/σ² − C v_r = λ_a (Z_a'r − Z_a'Z_r u_r) / σ²
+        mean_a = lam_a[:, None] * (ztr_a - u_r @ stats.cross.T) / s2[lo:hi, None] / d
+        v_a = mean_a + rng.standard_normal((m, La)) / np.sqrt(d)
+        out[lo:hi, offsets[a]:offsets[a + 1]] = lam_a[:, None] * v_a
+        out[lo:hi, cols_r] = u_r
     return out
 
 

@@ -21,6 +21,7 @@ import pymc as pm
 import xarray as xr
 
 from . import checks as _checks
+from . import marginal as _marginal
 from . import contrasts as _contrasts
 from . import plots as _plots
 from . import variance as _variance
@@ -631,7 +632,8 @@ class Fit:
         lines = [
             f"Bayesian linear mixed model: {model}",
             f"  {self.design.n} observations, rank(X) = {self.design.rank} of {self.design.p} columns",
-            f"  sampler {self.sampler}, parameterization {self.parameterization}, "
+            f"  sampler {self.sampler}, parameterization {self.parameterization}"
+            f"{f' ({_marginal.describe(self.design)})' if self.parameterization == 'marginal' else ''}, "
             f"{d.chains} chains × {d.draws // max(d.chains, 1)} draws, target_accept {self.target_accept:g}",
             "",
             f"Fixed effects ({prob:.0%} intervals):",

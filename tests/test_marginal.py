@@ -17,7 +17,10 @@ CASES = [
     ("sleepstudy", "Reaction ~ Days + (Days||Subject)"),  # two blocks: dense path
     ("litter", "response ~ treatment + (1|litter/animal)"),  # nested: level-by-level closed form
     ("three_level", "y ~ x + (1|a/b/c)"),  # nested, three levels, unbalanced
-    ("three_level", "y ~ x + (1|a) + (1|d)"),  # crossed: dense path
+    ("three_level", "y ~ x + (1|a) + (1|d)"),  # crossed intercepts: a solved out, d left
+    ("three_level", "y ~ x + (1|a:b:c) + (x|d)"),  # crossed, the block left is correlated, k = 2
+    ("three_level", "y ~ x + (x|a) + (x||d)"),  # crossed: (0 + x|d) has per-row values, not 1s
+    ("three_level", "y ~ x + (x|a) + (x|d)"),  # dense: no block of one coefficient per level
     ("seedling", "weight ~ genotype + (1|pot)"),  # one block, k = 1
 ]
 
@@ -47,31 +50,51 @@ def test_nesting_chain_is_recognised(three_level, litter):
     chain, parents = marginal.nesting_chain(nested)
     assert [nested.blocks[j].group for j in chain] == ["a", "a:b", "a:b:c"]
     crossed = bl.design_from_formula("y ~ x + (1|a) + (1|d)", three_level)
-    assert marginal.marginal_kind(crossed) == "dense"
+    assert marginal.marginal_kind(crossed) == "crossed"
     slope = bl.design_from_formula("y ~ x + (1|a) + (0 + x|a:b)", three_level)
-    assert marginal.marginal_kind(slope) == "dense"
+    assert marginal.marginal_kind(slope) == "crossed"
+    assert slope.blocks[marginal.eliminated_block(slope)].group == "a:b"  # the larger factor
+    assert marginal.describe(slope) == "'a:b' solved out, Cholesky of the rest"
+    dense = bl.design_from_formula("y ~ x + (x|a) + (x|d)", three_level)
+    assert marginal.marginal_kind(dense) == "dense"
 
 
-def test_nested_u_draws_match_dense_conditional(three_level):
+@pytest.mark.parametrize("formula, gram_max", [
+    ("y ~ x + (1|a/b/c)", None),  # nested closed form
+    ("y ~ x + (1|a:b:c) + (x|d)", None),  # crossed, Gram matrices by row count
+    ("y ~ x + (1|a:b:c) + (x|d)", 0),  # crossed, per-level products
+])
+def test_closed_form_u_draws_match_dense_conditional(three_level, formula, gram_max, monkeypatch):
     from bayes_lmm import marginal
 
-    design = bl.design_from_formula("y ~ x + (1|a/b/c)", three_level)
-    nested = marginal.statistics(design)
+    if gram_max is not None:
+        monkeypatch.setattr(marginal, "GRAM_NUMBERS_MAX", gram_max)
+    design = bl.design_from_formula(formula, three_level)
+    closed = marginal.statistics(design)
+    assert closed.kind == ("nested" if "/" in formula else "crossed")
+    if closed.kind == "crossed":
+        assert (closed.groups is None) == (gram_max == 0)
     Z, X, y = design.Z, design.X, design.y
     dense = marginal.Statistics(kind="dense", n=design.n, XtX=X.T @ X, Xty=X.T @ y, yty=float(y @ y),
                                 WtW=Z.T @ Z, WtX=Z.T @ X, Wty=Z.T @ y)
     S = 4000
     beta = np.tile([0.3, -0.2], (S, 1))
     sigma = np.tile([0.8, 0.6, 0.4, 0.7], (S, 1))
-    a = marginal.draw_u(nested, design, beta, sigma, None, np.random.default_rng(1))
-    b = marginal.draw_u(dense, design, beta, sigma, None, np.random.default_rng(2))
+    corr = np.full((S, 1), -0.4) if "(x|d)" in formula else None
+    a = marginal.draw_u(closed, design, beta, sigma, corr, np.random.default_rng(1))
+    b = marginal.draw_u(dense, design, beta, sigma, corr, np.random.default_rng(2))
     se = np.sqrt(a.var(axis=0) / S + b.var(axis=0) / S)
     assert np.all(np.abs(a.mean(axis=0) - b.mean(axis=0)) < 5 * se)
     np.testing.assert_allclose(np.cov(a.T), np.cov(b.T), atol=0.06)
 
 
-@pytest.mark.parametrize("dataset, formula", CASES)
-def test_marginal_loglik_equals_dense_mvn(dataset, formula, request):
+@pytest.mark.parametrize("dataset, formula, gram_max", [(*case, None) for case in CASES]
+                         + [("three_level", "y ~ x + (1|a:b:c) + (x|d)", 0)])
+def test_marginal_loglik_equals_dense_mvn(dataset, formula, gram_max, request, monkeypatch):
+    from bayes_lmm import marginal
+
+    if gram_max is not None:
+        monkeypatch.setattr(marginal, "GRAM_NUMBERS_MAX", gram_max)
     data = request.getfixturevalue(dataset)
     design = bl.design_from_formula(formula, data)
     model = build_model(design, resolve_priors({}, design), parameterization="marginal")
@@ -88,9 +111,13 @@ def test_auto_picks_marginal_where_cheap(sleepstudy):
     one = bl.design_from_formula("Reaction ~ Days + (Days|Subject)", sleepstudy)
     assert resolve_parameterization("auto", one) == "marginal"
     rng = np.random.default_rng(1)
-    big = pd.DataFrame({"y": rng.normal(size=400), "a": rng.integers(0, 100, 400), "b": rng.integers(0, 100, 400)})
+    big = pd.DataFrame({"y": rng.normal(size=400), "a": rng.integers(0, 100, 400),
+                        "b": rng.integers(0, 100, 400), "c": rng.integers(0, 100, 400)})
+    # a solved out, 100 coefficients of b left to the Cholesky
     crossed = bl.design_from_formula("y ~ 1 + (1|a) + (1|b)", big)
-    assert resolve_parameterization("auto", crossed) == "noncentered"
+    assert resolve_parameterization("auto", crossed) == "marginal"
+    three = bl.design_from_formula("y ~ 1 + (1|a) + (1|b) + (1|c)", big)  # 200 left: too many
+    assert resolve_parameterization("auto", three) == "noncentered"
 
 
 def close(a, b, se):
@@ -116,6 +143,8 @@ def test_marginal_and_latent_agree(formula, data_name, factors, request):
             for p in ("marginal", "noncentered", "centered")}
     ref = fits["marginal"]
     assert "u" in ref.idata.posterior and ref.parameterization == "marginal"
+    if data_name == "crossed":
+        assert "parameterization marginal ('a' solved out" in ref.summary()
     for p in ("noncentered", "centered"):
         for name in ("sigma", "u"):
             a, b = ref.draws(name), fits[p].draws(name)
