@@ -4,6 +4,7 @@ Usage (from the project root):
 
     python benchmarks/compare_bambi.py [--bambi-python PATH] [--cases seedling,sleepstudy,crossed,big]
     python benchmarks/compare_bambi.py --scaling
+    python benchmarks/compare_bambi.py --cold ...     # every fit with an empty compile cache
 
 bambi pins an older formulae than bayes_lmm uses, so it usually lives in its own environment:
 
@@ -11,7 +12,11 @@ bambi pins an older formulae than bayes_lmm uses, so it usually lives in its own
     python benchmarks/compare_bambi.py --bambi-python /tmp/bambi-env/bin/python
 
 Every fit: 4 chains × 1000 tune + 1000 draws, peers at their defaults. Wall time counts
-model building, compilation and sampling (a fresh process each, so nothing is cached).
+importing the library, model building, compilation and sampling, in a fresh process each:
+each fit is run once untimed first, so what is cached on disk (PyTensor's compiled C modules
+for both tools, bayes_lmm's compiled nutpie callbacks) is used as in a user's second session;
+``--cold`` instead starts every fit with an empty compile directory (a user's first fit on a
+new machine).
 ESS/s = smallest bulk ESS over the fixed effects and the standard deviations ÷ wall time.
 """
 
@@ -19,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -106,10 +113,16 @@ def worker(tool: str, case: str, n: int, groups: int) -> dict:
 
 
 def run_fresh(python: str, tool: str, case: str, n: int = 100_000, groups: int = 2_000,
-              timeout: float = 3600) -> dict:
+              timeout: float = 3600, cold: bool = False) -> dict:
+    """One fit in a fresh process; ``cold`` gives it an empty PyTensor compile directory (a
+    machine that never compiled anything: no cached C modules, no cached numba code)."""
     cmd = [python, str(Path(__file__).resolve()), "--worker", tool, case, str(n), str(groups)]
+    env = dict(os.environ)
+    if cold:
+        flags = f"base_compiledir={tempfile.mkdtemp(prefix='bench-cold-')}"
+        env["PYTENSOR_FLAGS"] = ",".join(filter(None, [env.get("PYTENSOR_FLAGS"), flags]))
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
     except subprocess.TimeoutExpired:
         return {"tool": tool, "case": case, "error": f"timed out after {timeout:.0f} s"}
     if out.returncode != 0:
@@ -125,6 +138,8 @@ def main() -> None:
     p.add_argument("--skip-bambi-pymc-big", action="store_true", default=True,
                    help="bambi's PyMC NUTS needs about 30 min on the big case (default: skip)")
     p.add_argument("--scaling", action="store_true", help="bayes_lmm only: 1e3 → 1e6 rows")
+    p.add_argument("--cold", action="store_true",
+                   help="every fit starts with an empty compile cache (first fit on a new machine)")
     args = p.parse_args()
     if args.worker:
         tool, case, n, groups = args.worker
@@ -133,7 +148,7 @@ def main() -> None:
     if args.scaling:
         rows = []
         for n, groups in ((1_000, 100), (10_000, 1_000), (100_000, 2_000), (100_000, 20_000), (1_000_000, 20_000)):
-            r = run_fresh(sys.executable, "bayes_lmm", "big", n, groups)
+            r = run_fresh(sys.executable, "bayes_lmm", "big", n, groups, cold=args.cold)
             r["groups"] = groups
             rows.append(r)
             print(json.dumps(r), flush=True)
@@ -145,7 +160,9 @@ def main() -> None:
             if tool == "bambi:pymc" and case == "big" and args.skip_bambi_pymc_big:
                 continue
             python = sys.executable if tool.startswith("bayes_lmm") else args.bambi_python
-            r = run_fresh(python, tool, case)
+            if not args.cold:
+                run_fresh(python, tool, case)  # untimed: fills the disk caches, as a first session would
+            r = run_fresh(python, tool, case, cold=args.cold)
             rows.append(r)
             print(json.dumps(r), flush=True)
     table = pd.DataFrame(rows)
