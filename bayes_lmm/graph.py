@@ -50,15 +50,22 @@ def _params(var: str, prior: Prior) -> dict[str, pt.TensorVariable]:
 
 def model_signature(design: Design, priors: PriorSet, parameterization: str) -> tuple:
     """Everything a compiled model's structure depends on; equal signatures share a compiled model."""
-    blocks = tuple((b.n_levels, b.n_coefs, b.correlated, b.dense is not None) for b in design.blocks)
-    families = (tuple(p.family for p in priors.beta), tuple(p.family for _, p in priors.components),
-                priors.residual.family, priors.correlation.kwargs()["eta"])
-    n = None if parameterization == "marginal" else design.n
+    levels = [b.n_levels for b in design.blocks]
+    n = design.n
     kind = None
     if parameterization == "marginal":
         # the marginal graph differs between dense and nested designs with equal block sizes
         st = marginal.statistics(design)
         kind = st.structure
+        # the number of rows, and the levels of a single block or of the factor the crossed form
+        # solves out, enter only as the shapes of data arrays (dynamic): a model compiled for 8
+        # groups serves 13; levels left to a Cholesky or nested ones shape the graph itself
+        n = None
+        for j in ([0] if st.kind == "grouped" else [st.eliminated] if st.kind == "crossed" else []):
+            levels[j] = None
+    blocks = tuple((L, b.n_coefs, b.correlated, b.dense is not None) for L, b in zip(levels, design.blocks))
+    families = (tuple(p.family for p in priors.beta), tuple(p.family for _, p in priors.components),
+                priors.residual.family, priors.correlation.kwargs()["eta"])
     return (parameterization, n, design.p, blocks, families, kind)
 
 

@@ -171,6 +171,33 @@ def test_compiled_model_is_reused_with_new_data_and_labels():
     assert list(second.idata.posterior["u"].coords["u_index"].values)[0] == "grp[b0]"
 
 
+@pytest.mark.parametrize("formula", ["y ~ x + (1|grp)", "y ~ x + (1|grp) + (1|other)"])
+def test_one_compiled_model_serves_any_number_of_groups(formula):
+    """Levels of a single block, or of the factor the crossed form solves out, are data shapes:
+    the model compiled for 8 groups fits 13 without compiling again, and fits them right."""
+    from bayes_lmm import sampling
+
+    def data(groups, seed):
+        rng = np.random.default_rng(seed)
+        g = np.repeat(np.arange(groups), 12)
+        other = np.tile(np.arange(4), 3 * groups)
+        x = rng.normal(size=g.size)
+        y = 5.0 + 2.0 * x + rng.normal(0, 1.5, groups)[g] + rng.normal(0, 1, 4)[other] + rng.normal(size=g.size)
+        return pd.DataFrame({"y": y, "x": x, "grp": g, "other": other})
+
+    kw = dict(FAST, draws=300, tune=300, random_seed=5)
+    quiet_fit(bl.fit, formula, data(8, 1), **kw)
+    size = len(sampling._COMPILED)
+    fit = quiet_fit(bl.fit, formula, data(13, 2), **kw)
+    assert len(sampling._COMPILED) == size
+    assert fit.parameterization == "marginal"
+    assert fit.idata.posterior["u"].shape[-1] == 13 + (4 if "other" in formula else 0)
+    slope = fit.fixed_effects().loc["x"]
+    assert slope["lower"] < 2.0 < slope["upper"]
+    reference = quiet_fit(bl.fit, formula, data(13, 2), **dict(kw, parameterization="noncentered", draws=1000))
+    np.testing.assert_allclose(fit.fixed_effects()["median"], reference.fixed_effects()["median"], atol=0.15)
+
+
 def test_100k_rows_never_form_a_dense_z():
     """Design, sufficient statistics and the marginal graph of 100,000 rows × 2,000 groups stay
     far below the 1.6 GB a dense n × q Z would take."""
