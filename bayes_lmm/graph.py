@@ -229,9 +229,13 @@ def build_model(design: Design, priors: PriorSet, *, parameterization: str = "no
             data["beta0"] = pm.Data("stat_beta0", np.zeros(design.p) if st.beta0 is None else st.beta0)
             data["n"] = _data("stat_n", float(st.n))
             sizes = [(b.n_levels, b.n_coefs) for b in design.blocks]
-            if st.kind == "crossed" and st.groups is not None:
-                for f in dataclasses.fields(st.groups):
-                    data[f"group_{f.name}"] = pm.Data(f"stat_group_{f.name}", getattr(st.groups, f.name))
+            if st.groups is not None:
+                # the grouped form reads counts, values and the y/X sums only
+                names = [f.name for f in dataclasses.fields(st.groups)]
+                if st.kind == "grouped":
+                    names = ["counts", "values", "yy", "Xy", "XX"]
+                for f in names:
+                    data[f"group_{f}"] = pm.Data(f"stat_group_{f}", getattr(st.groups, f))
             elif st.kind == "crossed":
                 for f in ("AtA", "AtX", "Aty", "cross"):
                     data[f] = pm.Data(f"stat_{f}", np.asarray(getattr(st, f), dtype=float))

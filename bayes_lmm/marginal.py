@@ -242,7 +242,10 @@ def statistics(design: Design) -> Statistics:
         np.add.at(WtW, blk.index, W[:, :, None] * W[:, None, :])
         np.add.at(WtX, blk.index, W[:, :, None] * X[:, None, :])
         np.add.at(Wty, blk.index, W * y[:, None])
-        return Statistics(kind="grouped", WtW=WtW, WtX=WtX, Wty=Wty, **common)
+        groups = None
+        if k == 1 and len(np.unique(WtW[:, 0, 0])) * (p + 1) ** 2 <= GRAM_NUMBERS_MAX:
+            groups = CountGroups.build(WtW[:, 0, 0], WtX[:, 0, :], Wty[:, 0], np.zeros((L, 0)))
+        return Statistics(kind="grouped", WtW=WtW, WtX=WtX, Wty=Wty, groups=groups, **common)
     if kind == "crossed":
         a = eliminated_block(design)
         Za = _sparse_z([design.blocks[a]])
@@ -368,7 +371,15 @@ def loglik(stats: dict, beta, lambdas: list, sigma_e, *, kind: str, block_sizes:
         # elementwise products and sums only: fast in both the C and the numba backends
         Wtr = stats["Wty"] - (stats["WtX"] * beta[None, None, :]).sum(axis=-1)  # (L, k)
         W = stats["WtW"]
-        if k == 1:
+        if k == 1 and "group_yy" in stats:
+            # one coefficient: M is constant within a group of levels of equal Σ w² (the row
+            # count for an intercept), so the sums run over those groups, not over levels
+            lam2 = lam[0, 0] ** 2
+            values = stats["group_values"]
+            logdet_M = (stats["group_counts"] * pt.log1p(values * lam2 / s2)).sum()
+            quad_g = stats["group_yy"] - 2.0 * pt.dot(stats["group_Xy"], beta) + pt.dot(pt.dot(stats["group_XX"], beta), beta)
+            quad_b = lam2 * (quad_g / (1.0 + values * lam2 / s2)).sum()
+        elif k == 1:
             lam2 = lam[0, 0] ** 2
             m = 1.0 + W[:, 0, 0] * lam2 / s2
             logdet_M = pt.log(m).sum()
@@ -433,6 +444,18 @@ def draw_u(stats: Statistics, design: Design, beta: np.ndarray, sigma: np.ndarra
     lams = [lambda_draws(sd, c, blk.n_coefs) for blk, sd, c in block_draws(design, sigma, corr)]
     if stats.kind == "crossed":
         return _draw_u_crossed(stats, design, beta, s2, lams, rng)
+    if stats.kind == "grouped" and design.blocks[0].n_coefs == 1:
+        # elementwise: u_l | y ~ λ·N(λ (Z'r)_l / (σ² m_l), 1/m_l), m_l = 1 + λ² (Z'Z)_l / σ²
+        w, out = stats.WtW[:, 0, 0], np.empty((S, design.blocks[0].n_levels))
+        chunk = int(np.clip(4_000_000 // max(len(w), 1), 1, S))
+        for lo in range(0, S, chunk):
+            hi = min(S, lo + chunk)
+            lam = lams[0][lo:hi, 0, 0][:, None]
+            ztr = stats.Wty[None, :, 0] - stats.delta(beta[lo:hi]) @ stats.WtX[:, 0, :].T
+            m = 1.0 + w[None] * lam**2 / s2[lo:hi, None]
+            v = lam * ztr / s2[lo:hi, None] / m + rng.standard_normal(m.shape) / np.sqrt(m)
+            out[lo:hi] = lam * v
+        return out
     if stats.kind == "grouped":
         blk = design.blocks[0]
         L, k = blk.n_levels, blk.n_coefs

@@ -21,8 +21,8 @@ import pymc as pm
 import xarray as xr
 
 from . import checks as _checks
-from . import marginal as _marginal
 from . import contrasts as _contrasts
+from . import marginal as _marginal
 from . import plots as _plots
 from . import variance as _variance
 from .design import RESIDUAL, Design, _row_selection, new_data_blocks

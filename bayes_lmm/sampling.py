@@ -54,7 +54,9 @@ def _compiled_nutpie(model: pm.Model, cache_key: tuple | None):
         cache_key = (cache_key, tuple(sorted(data)), tuple(sorted(model.coords)),
                      tuple(v.name for v in model.free_RVs))
     if cache_key is not None and cache_key in _COMPILED:
-        compiled = _COMPILED[cache_key].with_data(**data)
+        cached = _COMPILED[cache_key]
+        # arrays the compiled functions do not read (rewritten away) are not nutpie's to update
+        compiled = cached.with_data(**{k: v for k, v in data.items() if k in cached.shared_data})
         # labels (level names, coefficient names) may differ between fits of one structure
         original = compiled._coords
         coords = {k: type(original[k])(v) if k in original else list(v) for k, v in model.coords.items()}

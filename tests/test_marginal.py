@@ -63,6 +63,7 @@ def test_nesting_chain_is_recognised(three_level, litter):
     ("y ~ x + (1|a/b/c)", None),  # nested closed form
     ("y ~ x + (1|a:b:c) + (x|d)", None),  # crossed, Gram matrices by row count
     ("y ~ x + (1|a:b:c) + (x|d)", 0),  # crossed, per-level products
+    ("y ~ x + (1|a:b:c)", None),  # one block of one coefficient: elementwise
 ])
 def test_closed_form_u_draws_match_dense_conditional(three_level, formula, gram_max, monkeypatch):
     from bayes_lmm import marginal
@@ -71,7 +72,7 @@ def test_closed_form_u_draws_match_dense_conditional(three_level, formula, gram_
         monkeypatch.setattr(marginal, "GRAM_NUMBERS_MAX", gram_max)
     design = bl.design_from_formula(formula, three_level)
     closed = marginal.statistics(design)
-    assert closed.kind == ("nested" if "/" in formula else "crossed")
+    assert closed.kind == ("nested" if "/" in formula else "crossed" if "(x|d)" in formula else "grouped")
     if closed.kind == "crossed":
         assert (closed.groups is None) == (gram_max == 0)
     Z, X, y = design.Z, design.X, design.y
@@ -79,7 +80,7 @@ def test_closed_form_u_draws_match_dense_conditional(three_level, formula, gram_
                                 WtW=Z.T @ Z, WtX=Z.T @ X, Wty=Z.T @ y)
     S = 4000
     beta = np.tile([0.3, -0.2], (S, 1))
-    sigma = np.tile([0.8, 0.6, 0.4, 0.7], (S, 1))
+    sigma = np.tile([0.8, 0.6, 0.4, 0.7][-len(design.blocks) - 1 - ("(x|d)" in formula):], (S, 1))
     corr = np.full((S, 1), -0.4) if "(x|d)" in formula else None
     a = marginal.draw_u(closed, design, beta, sigma, corr, np.random.default_rng(1))
     b = marginal.draw_u(dense, design, beta, sigma, corr, np.random.default_rng(2))
@@ -89,7 +90,8 @@ def test_closed_form_u_draws_match_dense_conditional(three_level, formula, gram_
 
 
 @pytest.mark.parametrize("dataset, formula, gram_max", [(*case, None) for case in CASES]
-                         + [("three_level", "y ~ x + (1|a:b:c) + (x|d)", 0)])
+                         + [("three_level", "y ~ x + (1|a:b:c) + (x|d)", 0),  # per-level crossed sums
+                            ("seedling", "weight ~ genotype + (1|pot)", 0)])  # per-level k = 1 sums
 def test_marginal_loglik_equals_dense_mvn(dataset, formula, gram_max, request, monkeypatch):
     from bayes_lmm import marginal
 
