@@ -35,6 +35,10 @@ import pymc as pm
 
 #: bump when the generated source changes meaning
 _VERSION = 3
+#: the dtypes a data array may have, by the name the generated source uses
+_DTYPES = {np.dtype(t).name: np.dtype(t).type for t in
+           ("float64", "float32", "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16",
+            "uint8", "bool")}
 
 
 def _layout(user_data: np.ndarray, names: list[str]) -> dict[str, tuple[int, int, list[int]]]:
@@ -153,8 +157,7 @@ def _cfunc(src: str, fname: str, key: str, inner, signature):
     src = src.replace(f"def {fname}(", f"def {name}(", 1)
     # __name__: numba rebuilds a cached function's environment from this module
     env = {"__name__": __name__, "carray": carray, "void_ptr": address_as_void_pointer,
-           "inner": inner, "np": np, "uint64": np.uint64, "float64": np.float64,
-           "int64": np.int64, "int32": np.int32, "bool": np.bool_, "uint8": np.uint8}
+           "inner": inner, "np": np, **_DTYPES}
     py_func = compile_numba_function_src(src, name, global_env=env, cache_key=f"bayes_lmm_{key}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", numba.NumbaWarning)
@@ -270,6 +273,8 @@ def compile_nutpie(model: pm.Model, *, structure_key: tuple | None = None):
     n_words = user_data.dtype.itemsize // 8
     layout = _layout(user_data, names)
     dtypes = {k: v.dtype for k, v in shared_data.items()}
+    if any(dt.name not in _DTYPES for dt in dtypes.values()):
+        return None
     logp_names = [v.name for v in logp_fn_pt.get_shared()]
     expand_names = [v.name for v in expand_fn_pt.get_shared()]
     logp_src = _source_logp("bl_logp", n_dim, n_words, logp_names, layout, dtypes)
