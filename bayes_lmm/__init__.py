@@ -12,6 +12,7 @@ from .many import ManyFits, fit_many
 from .persist import FileFormatError, load
 from .reml import RemlResult
 from .results import Diagnostics, Fit
+from .sampling import clear_compiled_cache
 from .spec import (
     LKJ,
     Exponential,
@@ -31,5 +32,5 @@ __all__ = [
     "fit", "fit_matrices", "fit_many", "ManyFits", "build", "reml", "RemlResult", "compare", "simulate", "sample_prior", "Fit", "Diagnostics", "Design", "design_from_formula",
     "design_from_matrices", "BayesLMMError", "DataError", "SpecificationError",
     "EstimabilityError", "FileFormatError", "load", "Prior", "Normal", "StudentT", "HalfNormal", "HalfStudentT",
-    "HalfCauchy", "Exponential", "InverseGamma", "LKJ", "ModelSpec",
+    "HalfCauchy", "Exponential", "InverseGamma", "LKJ", "ModelSpec", "clear_compiled_cache",
 ]

@@ -309,3 +309,15 @@ def _write_manifest(path: Path, content: dict) -> None:
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only cache directory only costs the next process a compilation
+
+
+def clear_disk_cache() -> int:
+    """Delete this package's manifests and compiled callbacks from PyTensor's compile
+    directory (PyTensor's own cached code stays); returns the number of files removed."""
+    from pytensor import config
+
+    base = Path(config.base_compiledir)
+    files = [*(base / "bayes_lmm").glob("*"), *(base / "numba").glob("*-bayes_lmm_*")]
+    for f in files:
+        f.unlink(missing_ok=True)
+    return len(files)

@@ -16,7 +16,7 @@ import pymc as pm
 from threadpoolctl import threadpool_limits
 
 from .errors import SpecificationError
-from .nutpie_cache import compile_nutpie
+from .nutpie_cache import clear_disk_cache, compile_nutpie
 
 
 def nutpie_available() -> bool:
@@ -40,9 +40,14 @@ def resolve_sampler(sampler: str) -> str:
 _COMPILED: dict[tuple, object] = {}
 
 
-def clear_compiled_cache() -> None:
-    """Forget the compiled models kept for reuse in this process."""
+def clear_compiled_cache(*, disk: bool = False) -> int:
+    """Forget the compiled models kept for reuse in this process, and with ``disk=True`` also
+    those cached on disk for later processes (see :mod:`bayes_lmm.nutpie_cache`).
+
+    Returns the number of files removed from disk.
+    """
     _COMPILED.clear()
+    return clear_disk_cache() if disk else 0
 
 
 def _compiled_nutpie(model: pm.Model, cache_key: tuple | None):

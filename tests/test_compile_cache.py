@@ -79,3 +79,12 @@ def test_a_new_process_loads_the_compiled_model(dyestuff):
                                        check=True).stdout.strip().splitlines()[-1])
     assert second["from_manifest"]
     assert second["sigma"] == pytest.approx(first["sigma"], rel=0, abs=0)
+
+
+def test_clear_compiled_cache_removes_the_disk_cache(dyestuff):
+    model, key = _model(dyestuff)
+    nutpie_cache.compile_nutpie(model, structure_key=key)
+    assert nutpie_cache._manifest_path(key).exists()
+    assert bl.clear_compiled_cache(disk=True) >= 3  # the manifest and both callbacks' files
+    assert not nutpie_cache._manifest_path(key).exists()
+    assert bl.clear_compiled_cache() == 0
