@@ -478,7 +478,7 @@ def draw_u(stats: Statistics, design: Design, beta: np.ndarray, sigma: np.ndarra
     q = sum(b.n_levels * b.n_coefs for b in design.blocks)
     out = np.empty((S, q))
     for s in range(S):
-        Lam = _lambda_matrix(design.blocks, [lam[s] for lam in lams])
+        Lam = _lambda_matrices(design.blocks, [lam[s : s + 1] for lam in lams])[0]
         Ztr = stats.Wty - stats.WtX @ stats.delta(beta[s])
         M = np.eye(q) + Lam.T @ stats.WtW @ Lam / s2[s]
         chol = np.linalg.cholesky(M)
@@ -486,18 +486,6 @@ def draw_u(stats: Statistics, design: Design, beta: np.ndarray, sigma: np.ndarra
         v = mean + np.linalg.solve(chol.T, rng.standard_normal(q))
         out[s] = Lam @ v
     return out
-
-
-def _lambda_matrix(blocks, lams: list[np.ndarray]) -> np.ndarray:
-    """Λ = blockdiag(I_L ⊗ Λ_b) for one draw."""
-    q = sum(b.n_levels * b.n_coefs for b in blocks)
-    Lam = np.zeros((q, q))
-    pos = 0
-    for blk, lam in zip(blocks, lams):
-        size = blk.n_levels * blk.n_coefs
-        Lam[pos : pos + size, pos : pos + size] = np.kron(np.eye(blk.n_levels), lam)
-        pos += size
-    return Lam
 
 
 def _lambda_matrices(blocks, lams: list[np.ndarray]) -> np.ndarray:

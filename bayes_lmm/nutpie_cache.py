@@ -68,15 +68,20 @@ def _unpack_lines(names: list[str], layout, dtypes: dict[str, np.dtype]) -> tupl
     return lines, args
 
 
-def _source_logp(fname: str, n_dim: int, n_words: int, names, layout, dtypes) -> str:
+def _prologue(signature: str, checks: list[tuple[str, int]], n_words: int, names, layout, dtypes):
+    """Header shared by both callbacks: size checks, then every data array unpacked."""
     unpack, args = _unpack_lines(names, layout, dtypes)
-    call = ", ".join(["x", *args])
+    lines = [signature]
+    for arg, value in checks:
+        lines += [f"    if {arg} != {value}:", "        return -1"]
+    return lines + [f"    ud = carray(user_data_, ({n_words},), uint64)", *unpack], ", ".join(["x", *args])
+
+
+def _source_logp(fname: str, n_dim: int, n_words: int, names, layout, dtypes) -> str:
+    head, call = _prologue(f"def {fname}(dim, x_, out_, logp_, user_data_):", [("dim", n_dim)],
+                           n_words, names, layout, dtypes)
     return "\n".join([
-        f"def {fname}(dim, x_, out_, logp_, user_data_):",
-        f"    if dim != {n_dim}:",
-        "        return -1",
-        f"    ud = carray(user_data_, ({n_words},), uint64)",
-        *unpack,
+        *head,
         "    try:",
         f"        x = carray(x_, ({n_dim},))",
         f"        out = carray(out_, ({n_dim},))",
@@ -96,16 +101,10 @@ def _source_logp(fname: str, n_dim: int, n_words: int, names, layout, dtypes) ->
 
 
 def _source_expand(fname: str, n_dim: int, n_expanded: int, n_words: int, names, layout, dtypes) -> str:
-    unpack, args = _unpack_lines(names, layout, dtypes)
-    call = ", ".join(["x", *args])
+    head, call = _prologue(f"def {fname}(dim, expanded, x_, out_, user_data_):",
+                           [("dim", n_dim), ("expanded", n_expanded)], n_words, names, layout, dtypes)
     return "\n".join([
-        f"def {fname}(dim, expanded, x_, out_, user_data_):",
-        f"    if dim != {n_dim}:",
-        "        return -1",
-        f"    if expanded != {n_expanded}:",
-        "        return -1",
-        f"    ud = carray(user_data_, ({n_words},), uint64)",
-        *unpack,
+        *head,
         "    try:",
         f"        x = carray(x_, ({n_dim},))",
         f"        out = carray(out_, ({n_expanded},))",
