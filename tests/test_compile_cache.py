@@ -88,3 +88,4 @@ def test_clear_compiled_cache_removes_the_disk_cache(dyestuff):
     assert bl.clear_compiled_cache(disk=True) >= 3  # the manifest and both callbacks' files
     assert not nutpie_cache._manifest_path(key).exists()
     assert bl.clear_compiled_cache() == 0
+

@@ -205,3 +205,29 @@ def test_load_rejects_foreign_and_corrupt_files(tmp_path):
         bl.load(foreign)
     with pytest.raises(bl.FileFormatError, match="no file"):
         bl.load(tmp_path / "missing.nc")
+
+
+@pytest.mark.parametrize("sampler", ["nutpie", "pymc"])
+def test_sampling_runs_with_one_blas_thread(sampler, monkeypatch):
+    """Parallel chains each call LAPACK inside the gradient (crossed and dense forms): with
+    BLAS's own threads on top, a 144-row crossed fit took 229 s with PyMC instead of 11.5 s."""
+    import nutpie
+    import pymc as pm
+    from threadpoolctl import threadpool_info
+
+    from bayes_lmm import sampling
+
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.extend(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+        return "sampled"
+
+    monkeypatch.setattr(nutpie, "sample", record)
+    monkeypatch.setattr(pm, "sample", record)
+    monkeypatch.setattr(sampling, "_compiled_nutpie", lambda model, key: None)
+    with pm.Model() as model:
+        pm.Normal("x")
+    out = sampling.sample(model, sampler=sampler, draws=10, tune=10, chains=2, random_seed=1,
+                          target_accept=0.8, progressbar=False)
+    assert out == "sampled" and seen and set(seen) == {1}
