@@ -11,7 +11,8 @@ Z'y, so after a one-off pass over the rows the cost per gradient does not depend
 
 * One random block (any number k of coefficients per level): Z'Z is block-diagonal with one
   k×k block per level, so M splits into L small independent k×k systems (closed forms for
-  k ≤ 2): cost O(L·k³).
+  k ≤ 2): cost O(L·k³); with k = 1 the levels are summed by row count beforehand
+  (:class:`CountGroups`): cost O(distinct row counts).
 * Nested random intercepts (``(1|litter/animal)``, any depth): V = Var(y) is block-diagonal
   by the outermost factor and each level adds σ_j² 11' to the blocks below it, so
   Sherman–Morrison applied level by level, innermost first, needs only per-level sums:
@@ -19,9 +20,9 @@ Z'y, so after a one-off pass over the rows the cost per gradient does not depend
 * Several blocks of which one is a plain factor of intercepts (crossed designs such as
   ``(1|a) + (1|b)``, or ``(1|item) + (Days|Subject)``): that factor's part of M is diagonal,
   so it is eliminated exactly (block elimination, Schur complement S = D_r − C'D_a⁻¹C) and
-  only the other blocks' q_r × q_r system needs a Cholesky. C'D_a⁻¹C is a sum over the
-  distinct row counts of the eliminated factor's levels of precomputed Gram matrices, so the
-  cost per gradient is O(L_a·q_r + q_r³), whatever the number of rows.
+  only the other blocks' q_r × q_r system needs a Cholesky. Every term involving a is a sum
+  over the distinct row counts of its levels (:class:`CountGroups`), so the cost per gradient
+  is O(G·(q_r + p)² + q_r³) for G distinct counts, whatever the rows and a's levels.
 * Other several-block designs: a dense q×q Cholesky of M (use for moderate q).
 
 After sampling, u is drawn for every posterior draw from its exact Gaussian conditional
@@ -49,10 +50,12 @@ GRAM_NUMBERS_MAX = 4_000_000
 
 @dataclass(frozen=True)
 class CountGroups:
-    """The crossed path's statistics summed over the levels of the eliminated factor a that
-    share one value g of diag(Z_a'Z_a) (the row count, for plain intercepts): D_a is constant
-    within such a group, so every term of the likelihood that involves a is a weighted sum
-    over groups and the cost per gradient does not depend on the number of levels of a.
+    """Statistics of a one-coefficient factor a (the single block of the grouped form, or the
+    factor the crossed form solves out) summed over its levels that share one value g of
+    diag(Z_a'Z_a) (the row count, for plain intercepts): M is constant within such a group, so
+    every term of the likelihood that involves a is a weighted sum over groups and the cost per
+    gradient does not depend on the number of levels of a. The grouped form has no other
+    blocks (q_r = 0) and reads only counts, values, yy, Xy and XX.
 
     For group g with levels l: ``counts`` = #levels, ``values`` = g, ``grams`` = Σ c_l c_l',
     ``cy`` = Σ c_l (Z_a'y)_l, ``cX`` = Σ c_l ⊗ (Z_a'X)_l, ``yy`` = Σ (Z_a'y)_l²,
@@ -69,9 +72,13 @@ class CountGroups:
     XX: np.ndarray  # (G, p, p)
 
     @classmethod
-    def build(cls, AtA: np.ndarray, AtX: np.ndarray, Aty: np.ndarray, cross: np.ndarray) -> CountGroups:
+    def build(cls, AtA: np.ndarray, AtX: np.ndarray, Aty: np.ndarray, cross: np.ndarray) -> CountGroups | None:
+        """The groups, or None when their matrices would take more than GRAM_NUMBERS_MAX numbers
+        (then the likelihood sums over levels)."""
         values, group, counts = np.unique(AtA, return_inverse=True, return_counts=True)
         G, qr, p = len(values), cross.shape[1], AtX.shape[1]
+        if G * (qr + p + 1) ** 2 > GRAM_NUMBERS_MAX:
+            return None
         grams, cy, cX = np.zeros((G, qr, qr)), np.zeros((G, qr)), np.zeros((G, qr, p))
         yy, Xy, XX = np.zeros(G), np.zeros((G, p)), np.zeros((G, p, p))
         for g in range(G):
@@ -242,9 +249,7 @@ def statistics(design: Design) -> Statistics:
         np.add.at(WtW, blk.index, W[:, :, None] * W[:, None, :])
         np.add.at(WtX, blk.index, W[:, :, None] * X[:, None, :])
         np.add.at(Wty, blk.index, W * y[:, None])
-        groups = None
-        if k == 1 and len(np.unique(WtW[:, 0, 0])) * (p + 1) ** 2 <= GRAM_NUMBERS_MAX:
-            groups = CountGroups.build(WtW[:, 0, 0], WtX[:, 0, :], Wty[:, 0], np.zeros((L, 0)))
+        groups = CountGroups.build(WtW[:, 0, 0], WtX[:, 0, :], Wty[:, 0], np.zeros((L, 0))) if k == 1 else None
         return Statistics(kind="grouped", WtW=WtW, WtX=WtX, Wty=Wty, groups=groups, **common)
     if kind == "crossed":
         a = eliminated_block(design)
@@ -253,12 +258,9 @@ def statistics(design: Design) -> Statistics:
         AtA = np.asarray(Za.multiply(Za).sum(axis=0)).ravel()
         cross = np.asarray((Za.T @ Zr).todense())
         AtX, Aty = Za.T @ X, Za.T @ y
-        n_groups = len(np.unique(AtA))
-        groups = (CountGroups.build(AtA, AtX, Aty, cross)
-                  if n_groups * (cross.shape[1] + design.p) ** 2 <= GRAM_NUMBERS_MAX else None)
         return Statistics(kind="crossed", WtW=np.asarray((Zr.T @ Zr).todense()), WtX=Zr.T @ X,
                           Wty=Zr.T @ y, eliminated=a, AtA=AtA, AtX=AtX, Aty=Aty, cross=cross,
-                          groups=groups, **common)
+                          groups=CountGroups.build(AtA, AtX, Aty, cross), **common)
     Z = _sparse_z(design.blocks)
     return Statistics(kind="dense", WtW=np.asarray((Z.T @ Z).todense()), WtX=Z.T @ X, Wty=Z.T @ y,
                       **common)
@@ -435,19 +437,21 @@ def draw_u(stats: Statistics, design: Design, beta: np.ndarray, sigma: np.ndarra
     """
     if chunk is None:
         # draws per pass: temporaries of about 2e6 numbers each, whatever the number of levels
-        q = sum(b.n_levels * b.n_coefs**2 for b in design.blocks)
-        chunk = int(np.clip(2_000_000 // max(q, 1), 8, 256))
+        if stats.kind == "crossed":
+            per_draw = stats.cross.shape[0] + stats.cross.shape[1] ** 2
+        else:
+            per_draw = sum(b.n_levels * b.n_coefs**2 for b in design.blocks)
+        chunk = int(np.clip(2_000_000 // max(per_draw, 1), 8, 256))
     if stats.kind == "nested":
         return _draw_u_nested(stats, design, beta, sigma, rng, chunk)
     S = beta.shape[0]
     s2 = sigma[:, -1] ** 2
     lams = [lambda_draws(sd, c, blk.n_coefs) for blk, sd, c in block_draws(design, sigma, corr)]
     if stats.kind == "crossed":
-        return _draw_u_crossed(stats, design, beta, s2, lams, rng)
+        return _draw_u_crossed(stats, design, beta, s2, lams, rng, chunk)
     if stats.kind == "grouped" and design.blocks[0].n_coefs == 1:
         # elementwise: u_l | y ~ λ·N(λ (Z'r)_l / (σ² m_l), 1/m_l), m_l = 1 + λ² (Z'Z)_l / σ²
         w, out = stats.WtW[:, 0, 0], np.empty((S, design.blocks[0].n_levels))
-        chunk = int(np.clip(4_000_000 // max(len(w), 1), 1, S))
         for lo in range(0, S, chunk):
             hi = min(S, lo + chunk)
             lam = lams[0][lo:hi, 0, 0][:, None]
@@ -503,7 +507,7 @@ def _lambda_matrices(blocks, lams: list[np.ndarray]) -> np.ndarray:
 
 
 def _draw_u_crossed(stats: Statistics, design: Design, beta: np.ndarray, s2: np.ndarray,
-                    lams: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+                    lams: list[np.ndarray], rng: np.random.Generator, chunk: int) -> np.ndarray:
     """Exact draws with the intercept factor a solved out: v_r from its marginal N(S⁻¹c/σ_e², S⁻¹),
     then v_a | v_r ~ N(D⁻¹(b_a/σ_e² − C v_r), D⁻¹), C = λ_a Z_a'Z_r Λ_r / σ_e²; u = Λv.
     Vectorised over chunks of draws (the products with Z_a'Z_r are matrix products)."""
@@ -512,7 +516,6 @@ def _draw_u_crossed(stats: Statistics, design: Design, beta: np.ndarray, s2: np.
     offsets = np.cumsum([0] + [b.n_levels * b.n_coefs for b in design.blocks])
     cols_r = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in rest])
     S, La, qr = beta.shape[0], stats.cross.shape[0], stats.cross.shape[1]
-    chunk = int(np.clip(2_000_000 // (La + qr * qr), 1, 256))
     out = np.empty((S, offsets[-1]))
     for lo in range(0, S, chunk):
         hi = min(S, lo + chunk)

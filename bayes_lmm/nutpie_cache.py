@@ -41,27 +41,24 @@ _DTYPES = {np.dtype(t).name: np.dtype(t).type for t in
             "uint8", "bool")}
 
 
-def _layout(user_data: np.ndarray, names: list[str]) -> dict[str, tuple[int, int, list[int]]]:
-    """Word offsets (data pointer, size, shape entries) of each shared array in nutpie's record."""
+def _layout(user_data: np.ndarray, names: list[str]) -> dict[str, tuple[int, list[int]]]:
+    """Word offsets (data pointer, shape entries) of each shared array in nutpie's record."""
     shared = user_data.dtype.fields["shared"][0]
     data_t, data_off = shared.fields["data"]
-    size_t, size_off = shared.fields["size"]
     shape_t, shape_off = shared.fields["shape"]
     out = {}
     for name in names:
-        d = (data_off + data_t.fields[name][1]) // 8
-        s = (size_off + size_t.fields[name][1]) // 8
         sub_t, sub_off = shape_t.fields[name]
         ndim = sub_t.shape[0] if sub_t.shape else 0
         first = (shape_off + sub_off) // 8
-        out[name] = (d, s, [first + k for k in range(ndim)])
+        out[name] = ((data_off + data_t.fields[name][1]) // 8, [first + k for k in range(ndim)])
     return out
 
 
 def _unpack_lines(names: list[str], layout, dtypes: dict[str, np.dtype]) -> tuple[list[str], list[str]]:
     lines, args = [], []
     for i, name in enumerate(names):
-        d, _, shape = layout[name]
+        d, shape = layout[name]
         dims = "".join(f"int(ud[{k}]), " for k in shape)
         lines.append(f"    a{i} = carray(void_ptr(ud[{d}]), ({dims}), {dtypes[name].name})")
         args.append(f"a{i}")
@@ -187,7 +184,7 @@ def _user_data(model: pm.Model, names: list[str]):
     for name, var in shared_vars.items():
         shared_data[name] = np.array(var.get_value(), order="C", copy=True)
         shared_data[name].flags.writeable = False
-    return shared_vars, shared_data, cp.make_user_data(shared_vars, shared_data)
+    return shared_data, cp.make_user_data(shared_vars, shared_data)
 
 
 def _from_manifest(model: pm.Model, path: Path, initial_point_fn):
@@ -202,7 +199,7 @@ def _from_manifest(model: pm.Model, path: Path, initial_point_fn):
         data_names = {v.name for v in model.data_vars}
         if not set(m["shared"]) <= data_names:
             return None
-        shared_vars, shared_data, user_data = _user_data(model, m["shared"])
+        shared_data, user_data = _user_data(model, m["shared"])
         if any((v.ndim, v.dtype.str) != tuple(m["shared"][k]) for k, v in shared_data.items()):
             return None
         point = initial_point_fn(0)
@@ -268,7 +265,7 @@ def compile_nutpie(model: pm.Model, *, structure_key: tuple | None = None):
         model, mode="NUMBA", compute_grad=True, join_expanded=True,
         pymc_initial_point_fn=pymc_initial)
     names = list(dict.fromkeys(v.name for v in [*logp_fn_pt.get_shared(), *expand_fn_pt.get_shared()]))
-    shared_vars, shared_data, user_data = _user_data(model, names)
+    shared_data, user_data = _user_data(model, names)
     n_words = user_data.dtype.itemsize // 8
     layout = _layout(user_data, names)
     dtypes = {k: v.dtype for k, v in shared_data.items()}
