@@ -17,7 +17,7 @@ import xarray as xr
 from . import marginal
 from .design import Design, design_from_formula, design_from_matrices
 from .errors import SpecificationError
-from .graph import U_DIM, build_model, model_signature
+from .graph import BETA_CHOL, BETA_DIM, BETA_MEAN, CHOL_COLUMN_DIM, U_DIM, build_model, model_signature
 from .priors import PriorSet, resolve_priors
 from .reml import RemlResult, reml_design
 from .results import Fit
@@ -78,6 +78,8 @@ def run_design(spec: ModelSpec, design: Design, options: SamplerOptions, *, cond
         random_seed=options.random_seed, target_accept=float(target), progressbar=options.progressbar,
         cache_key=model_signature(design, prior_set, param), cores=options.cores,
     )
+    if BETA_MEAN in idata.posterior:
+        _add_conditional_beta(idata, prior_set, options.random_seed)
     if param == "marginal" and conditional_u:
         _add_conditional_u(idata, design, options.random_seed)
     if "observed_data" not in idata.groups():
@@ -88,6 +90,21 @@ def run_design(spec: ModelSpec, design: Design, options: SamplerOptions, *, cond
     for p in problems:
         warnings.warn(p, UserWarning, stacklevel=3)
     return result
+
+
+def _add_conditional_beta(idata, prior_set: PriorSet, random_seed: int | None) -> None:
+    """Draw β | y, θ for every posterior draw (β integrated out while sampling) and drop the
+    conditional's mean and Cholesky factor that the sampler carried."""
+    post = idata.posterior
+    mean, chol = post[BETA_MEAN].to_numpy(), post[BETA_CHOL].to_numpy()
+    sd = np.array([dict(p.params)["sigma"] for p in prior_set.beta])
+    # a seed stream separate from the sampler's and u's, so results stay reproducible
+    rng = np.random.default_rng(None if random_seed is None else [random_seed, 7907])
+    beta = marginal.draw_beta(mean.reshape(-1, mean.shape[-1]), chol.reshape(-1, *chol.shape[-2:]), sd, rng)
+    post = post.drop_vars([BETA_MEAN, BETA_CHOL, CHOL_COLUMN_DIM])
+    idata.posterior = post.assign(beta=xr.DataArray(
+        beta.reshape(mean.shape), dims=("chain", "draw", BETA_DIM),
+        coords={"chain": post["chain"], "draw": post["draw"], BETA_DIM: post[BETA_DIM]}))
 
 
 def _add_conditional_u(idata, design: Design, random_seed: int | None) -> None:
@@ -133,13 +150,16 @@ def fit_matrices(
         intercepts, or at most 150 random coefficients left after solving out the largest
         intercept factor) and uses the non-centered form otherwise; the
         choice is in ``fit.parameterization`` and ``fit.summary()``. With ``marginal`` u is
-        still in the posterior, drawn from its exact conditional for every draw.
+        still in the posterior, drawn from its exact conditional for every draw; with Normal
+        priors on β (the default) β is integrated out too and drawn the same way.
     sampler : {"auto", "pymc", "nutpie"}
         ``auto`` (default) is nutpie when installed, else PyMC's NUTS.
     draws, tune, chains : int
     random_seed : int, optional
     target_accept : float, optional
-        Default: 0.99 for small designs, 0.95 or 0.9 for larger ones.
+        Default (:func:`default_target_accept`): marginal 0.95 for small designs (a factor
+        with fewer than 10 levels, or fewer than 50 rows), else 0.9; the latent forms 0.99
+        for small designs, 0.95 or 0.9 for larger ones.
     progressbar : bool
 
     Returns

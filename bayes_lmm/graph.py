@@ -48,6 +48,22 @@ def _params(var: str, prior: Prior) -> dict[str, pt.TensorVariable]:
     return {k: _data(f"prior_{var}_{k}", float(v)) for k, v in prior.params}
 
 
+#: largest number of fixed effects integrated out with u (a p×p Cholesky per gradient, and a
+#: p×p factor per draw kept until β is drawn)
+BETA_INTEGRATED_P_MAX = 30
+#: names of the deterministics that carry β's exact conditional given θ out of the sampler
+BETA_MEAN, BETA_CHOL = "beta_conditional_mean", "beta_conditional_chol"
+CHOL_COLUMN_DIM = "coef_column"
+
+
+def integrates_beta(design: Design, priors: PriorSet, parameterization: str) -> bool:
+    """Whether the marginal model integrates β out as well as u (Normal priors on every β,
+    at most :data:`BETA_INTEGRATED_P_MAX` of them): NUTS then moves in the variance
+    parameters alone and β is drawn exactly afterwards, as u is."""
+    return (parameterization == "marginal" and 0 < design.p <= BETA_INTEGRATED_P_MAX
+            and all(p.family == "Normal" for p in priors.beta))
+
+
 def model_signature(design: Design, priors: PriorSet, parameterization: str) -> tuple:
     """Everything a compiled model's structure depends on; equal signatures share a compiled model."""
     levels = [b.n_levels for b in design.blocks]
@@ -66,7 +82,8 @@ def model_signature(design: Design, priors: PriorSet, parameterization: str) -> 
     blocks = tuple((L, b.n_coefs, b.correlated, b.dense is not None) for L, b in zip(levels, design.blocks))
     families = (tuple(p.family for p in priors.beta), tuple(p.family for _, p in priors.components),
                 priors.residual.family, priors.correlation.kwargs()["eta"])
-    return (parameterization, n, design.p, blocks, families, kind)
+    return (parameterization, n, design.p, blocks, families, kind,
+            integrates_beta(design, priors, parameterization))
 
 
 # Every prior is sampled in standard units and scaled afterwards (σ = s·σ_std, β = μ + s·β_std):
@@ -165,7 +182,8 @@ def _block_scales(blk: RandomBlock, priors: PriorSet, corr_parts: list):
     return sds, sd_vec, pt.linalg.cholesky(corr)
 
 
-def build_model(design: Design, priors: PriorSet, *, parameterization: str = "noncentered") -> pm.Model:
+def build_model(design: Design, priors: PriorSet, *, parameterization: str = "noncentered",
+                integrate_beta: bool | None = None) -> pm.Model:
     """The ``pm.Model`` of ``y = Xβ + Zu + e``.
 
     Parameters
@@ -176,21 +194,36 @@ def build_model(design: Design, priors: PriorSet, *, parameterization: str = "no
         Non-centered: ``u_b = z_b · (diag(σ_b) L_b)'`` with ``z_b ~ N(0, 1)``; centered:
         ``u_b ~ N(0, G_b)``; marginal: u integrated out (:mod:`bayes_lmm.marginal`), the
         likelihood a ``pm.Potential`` named ``y_marginal``, and u drawn after sampling.
+    integrate_beta : bool, optional
+        Marginal only: integrate β out as well (default: where :func:`integrates_beta` allows);
+        False keeps β a sampled variable.
 
     Returns
     -------
     pm.Model
         Variables: ``beta`` (dim ``coef``), ``sigma`` (dim ``component``, σ_j and σ_e),
         ``u`` (dim ``u_index``; latent parameterizations), ``correlation`` (if any correlated
-        block), and the likelihood ``y`` (dim ``obs``; latent parameterizations).
+        block), and the likelihood ``y`` (dim ``obs``; latent parameterizations). Where the
+        marginal model integrates β out too (:func:`integrates_beta`), ``beta`` is replaced by
+        β's exact conditional given θ: ``beta_conditional_mean`` and ``beta_conditional_chol``
+        (see :func:`bayes_lmm.marginal.loglik_beta_integrated`), from which β is drawn after
+        sampling.
     """
     if parameterization not in ("noncentered", "centered", "marginal"):
         raise ValueError(f"unknown parameterization {parameterization!r}")
     coords = coords_for(design)
+    without_beta = integrates_beta(design, priors, parameterization)
+    if integrate_beta is not None:
+        if integrate_beta and not without_beta:
+            raise ValueError("β can be integrated out only in the marginal parameterization, with "
+                             f"Normal priors on every β and at most {BETA_INTEGRATED_P_MAX} of them")
+        without_beta = integrate_beta
     if parameterization == "marginal":
         coords.pop(U_DIM)
+    if without_beta:
+        coords[CHOL_COLUMN_DIM] = list(design.x_names)
     with pm.Model(coords=coords) as model:
-        beta = _beta(priors)
+        beta = None if without_beta else _beta(priors)
         sds, corr_parts, u_parts, lambdas = [], [], [], []
         mu = pt.dot(_data("X", design.X), beta) if parameterization != "marginal" else None
         for blk in design.blocks:
@@ -245,8 +278,17 @@ def build_model(design: Design, priors: PriorSet, *, parameterization: str = "no
                     data[f"parent{j}"] = pm.Data(f"stat_parent{j}", np.asarray(parent, dtype=np.int64))
                 lambdas = [lambdas[b] for b in st.chain]
                 sizes = [sizes[b] for b in st.chain]
-            pm.Potential("y_marginal", marginal.loglik(data, beta, lambdas, sigma_e, kind=st.kind,
-                                                       block_sizes=sizes, eliminated=st.eliminated))
+            form = dict(kind=st.kind, block_sizes=sizes, eliminated=st.eliminated)
+            if without_beta:
+                prior = {k: _data(f"prior_beta_{k}", [dict(p.params)[k] for p in priors.beta])
+                         for k in ("mu", "sigma")}
+                value, mean, chol = marginal.loglik_beta_integrated(
+                    data, prior["mu"], prior["sigma"], lambdas, sigma_e, **form)
+                pm.Potential("y_marginal", value)
+                pm.Deterministic(BETA_MEAN, mean, dims=BETA_DIM)
+                pm.Deterministic(BETA_CHOL, chol, dims=(BETA_DIM, CHOL_COLUMN_DIM))
+            else:
+                pm.Potential("y_marginal", marginal.loglik(data, beta, lambdas, sigma_e, **form))
         else:
             pm.Normal("y", mu=mu, sigma=sigma_e, observed=_data("y_observed", design.y), dims=OBS_DIM)
     return model

@@ -274,25 +274,47 @@ def _small_spd(M, k: int):
     return logdet, pt.linalg.inv(M)
 
 
-def _nested_terms(stats: dict, beta, scales: list, s2, block_sizes: list[tuple[int, int]]):
-    """Σ log(1 + σ_j² A_g) and Σ σ_j² C_g² / (1 + σ_j² A_g) over every level g of every factor.
+def _columns(ty, tX, delta):
+    """Z'-type statistics of the response columns: with ``delta`` (β − β₀ sampled) the
+    residual r = y − Xδ, shape (…, 1); without, the columns [y, X] themselves, (…, 1 + p)
+    (β integrated out). ``ty`` is (…,), ``tX`` (…, p)."""
+    if delta is not None:
+        return (ty - pt.dot(tX, delta))[..., None]
+    return pt.concatenate([ty[..., None], tX], axis=-1)
 
-    ``scales`` are σ_j² outermost first. A_g = 1'V_below⁻¹1 and C_g = 1'V_below⁻¹r are sums
+
+def _gram(yy, Xy, XX, delta):
+    """[y, X]'[y, X]-type statistics as (…, c, c): c = 1 (r'r, ``delta`` given) or 1 + p."""
+    if delta is not None:
+        return (yy - 2.0 * pt.dot(Xy, delta) + (pt.dot(XX, delta) * delta).sum(axis=-1))[..., None, None]
+    top = pt.concatenate([yy[..., None, None], Xy[..., None, :]], axis=-1)
+    return pt.concatenate([top, pt.concatenate([Xy[..., :, None], XX], axis=-1)], axis=-2)
+
+
+def _outer_sum(a, b, weights=None):
+    """Σ_l w_l a_l b_l' over the leading axis of (L, c) arrays: (c, c)."""
+    return pt.dot((a if weights is None else a * weights[:, None]).T, b)
+
+
+def _nested_terms(stats: dict, delta, scales: list, s2, block_sizes: list[tuple[int, int]]):
+    """Σ log(1 + σ_j² A_g) and Σ σ_j² C_g C_g' / (1 + σ_j² A_g) over every level g of every factor.
+
+    ``scales`` are σ_j² outermost first. A_g = 1'V_below⁻¹1 and C_g = 1'V_below⁻¹R are sums
     over the level's children, each child's own (A, C) shrunk by Sherman–Morrison.
     """
     A = stats["WtW"] / s2
-    C = (stats["Wty"] - pt.dot(stats["WtX"], beta)) / s2
+    C = _columns(stats["Wty"], stats["WtX"], delta) / s2
     logdet, quad = 0.0, 0.0
     depth = len(scales)
     for j in range(depth - 1, -1, -1):
         denom = 1.0 + scales[j] * A
         logdet = logdet + pt.log(denom).sum()
-        quad = quad + (scales[j] * C**2 / denom).sum()
+        quad = quad + _outer_sum(C, C, scales[j] / denom)
         if j > 0:
             parent = stats[f"parent{j - 1}"]
             size = block_sizes[j - 1][0]
             A = pt.inc_subtensor(pt.zeros(size)[parent], A / denom)
-            C = pt.inc_subtensor(pt.zeros(size)[parent], C / denom)
+            C = pt.inc_subtensor(pt.zeros((size, C.shape[1]))[parent], C / denom[:, None])
     return logdet, quad
 
 
@@ -314,41 +336,108 @@ def _sandwich(vec, mat, A):
     return vec[:, None] * A * vec[None, :] if vec is not None else pt.dot(mat.T, pt.dot(A, mat))
 
 
-def _crossed_terms(stats: dict, beta, lambdas: list, s2, block_sizes, eliminated: int):
-    """log|M| and b'M⁻¹b with the intercept factor ``eliminated`` solved out (module docstring)."""
+def _lambda_t(vec, mat, B):
+    """Λ'B for a (q, c) matrix B."""
+    return vec[:, None] * B if vec is not None else pt.dot(mat.T, B)
+
+
+def _crossed_terms(stats: dict, delta, lambdas: list, s2, block_sizes, eliminated: int):
+    """log|M| and B'M⁻¹B with the intercept factor ``eliminated`` solved out (module docstring)."""
     lam_a = lambdas[eliminated][0, 0]
     rest = [j for j in range(len(lambdas)) if j != eliminated]
     vec, mat = _lambda_product([lambdas[j] for j in rest], [block_sizes[j] for j in rest])
     w_a = lam_a**2 / s2
-    ztr_r = stats["Wty"] - pt.dot(stats["WtX"], beta)
+    ztr_r = _columns(stats["Wty"], stats["WtX"], delta)  # (q_r, c)
     if "group_grams" in stats:
         # D_a = 1 + w_a·g is constant within a row-count group g: sums over groups only
         inv_d = 1.0 / (1.0 + w_a * stats["group_values"])
         logdet_a = (stats["group_counts"] * pt.log1p(w_a * stats["group_values"])).sum()
         K = (stats["group_grams"] * inv_d[:, None, None]).sum(axis=0)  # Z_r'Z_a D_a⁻¹ Z_a'Z_r
-        cross_t = ((stats["group_cy"] - pt.dot(stats["group_cX"], beta)) * inv_d[:, None]).sum(axis=0)
-        quad_ga = stats["group_yy"] - 2.0 * pt.dot(stats["group_Xy"], beta) + pt.dot(pt.dot(stats["group_XX"], beta), beta)
-        quad_a = (quad_ga * inv_d).sum()  # Σ_l (Z_a'r)_l² / d_l
+        cross_t = (_columns(stats["group_cy"], stats["group_cX"], delta) * inv_d[:, None, None]).sum(axis=0)
+        gram = _gram(stats["group_yy"], stats["group_Xy"], stats["group_XX"], delta)
+        quad_a = (gram * inv_d[:, None, None]).sum(axis=0)  # Σ_l (Z_a'R)_l (Z_a'R)_l' / d_l
     else:
         d = 1.0 + w_a * stats["AtA"]
         logdet_a = pt.log(d).sum()
         K = pt.dot((stats["cross"] / d[:, None]).T, stats["cross"])
-        ztr_a = stats["Aty"] - pt.dot(stats["AtX"], beta)
-        cross_t = pt.dot(stats["cross"].T, ztr_a / d)
-        quad_a = (ztr_a**2 / d).sum()
+        ztr_a = _columns(stats["Aty"], stats["AtX"], delta)
+        cross_t = pt.dot(stats["cross"].T, ztr_a / d[:, None])
+        quad_a = _outer_sum(ztr_a, ztr_a, 1.0 / d)
     qr = stats["WtW"].shape[0]
     S = pt.eye(qr) + _sandwich(vec, mat, stats["WtW"] - w_a * K) / s2
-    c_raw = ztr_r - w_a * cross_t
-    c = vec * c_raw if vec is not None else pt.dot(mat.T, c_raw)
+    c = _lambda_t(vec, mat, ztr_r - w_a * cross_t)
     chol = pt.linalg.cholesky(S)
     w = pt.linalg.solve_triangular(chol, c, lower=True)
     logdet = logdet_a + 2.0 * pt.log(pt.diagonal(chol)).sum()
-    return logdet, lam_a**2 * quad_a + pt.dot(w, w)
+    return logdet, lam_a**2 * quad_a + pt.dot(w.T, w)
+
+
+def _grouped_terms(stats: dict, delta, lam, s2, k: int):
+    """log|M| and B'M⁻¹B for one block: L independent k×k systems."""
+    W = stats["WtW"]
+    if k == 1 and "group_yy" in stats:
+        # one coefficient: M is constant within a group of levels of equal Σ w² (the row
+        # count for an intercept), so the sums run over those groups, not over levels
+        lam2 = lam[0, 0] ** 2
+        m = 1.0 + stats["group_values"] * lam2 / s2
+        gram = _gram(stats["group_yy"], stats["group_Xy"], stats["group_XX"], delta)
+        return (stats["group_counts"] * pt.log(m)).sum(), lam2 * (gram / m[:, None, None]).sum(axis=0)
+    # elementwise products and sums only: fast in both the C and the numba backends
+    Wtr = _columns(stats["Wty"], stats["WtX"], delta)  # (L, k, c)
+    if k == 1:
+        lam2 = lam[0, 0] ** 2
+        m = 1.0 + W[:, 0, 0] * lam2 / s2
+        return pt.log(m).sum(), lam2 * _outer_sum(Wtr[:, 0], Wtr[:, 0], 1.0 / m)
+    if k == 2:
+        # Λ = [[p, 0], [q, t]] (lower): M = I + Λ'W'WΛ/σ², B = Λ'W'R, written out per level
+        p_, q_, t_ = lam[0, 0], lam[1, 0], lam[1, 1]
+        w00, w01, w11 = W[:, 0, 0], W[:, 0, 1], W[:, 1, 1]
+        m00 = 1.0 + (p_**2 * w00 + 2.0 * p_ * q_ * w01 + q_**2 * w11) / s2
+        m01 = t_ * (p_ * w01 + q_ * w11) / s2
+        m11 = 1.0 + t_**2 * w11 / s2
+        b0 = p_ * Wtr[:, 0] + q_ * Wtr[:, 1]
+        b1 = t_ * Wtr[:, 1]
+        det = m00 * m11 - m01**2
+        quad = (_outer_sum(b0, b0, m11 / det) - _outer_sum(b0, b1, m01 / det)
+                - _outer_sum(b1, b0, m01 / det) + _outer_sum(b1, b1, m00 / det))
+        return pt.log(det).sum(), quad
+    tmp = (lam.T[None, :, :, None] * W[:, None, :, :]).sum(axis=2)  # Λ'W'W
+    A = (tmp[:, :, :, None] * lam[None, None, :, :]).sum(axis=2)  # Λ'W'WΛ
+    b = (Wtr[:, :, None, :] * lam[None, :, :, None]).sum(axis=1)  # (L, k, c): Λ' (W'R)_l
+    M = pt.eye(k)[None] + A / s2
+    logdet, Minv = _small_spd(M, k)
+    Mb = (Minv[:, :, :, None] * b[:, None, :, :]).sum(axis=2)  # (L, k, c)
+    return logdet.sum(), (b[:, :, :, None] * Mb[:, :, None, :]).sum(axis=(0, 1))
+
+
+def _precision_terms(stats: dict, delta, lambdas: list, sigma_e, *, kind: str,
+                     block_sizes: list[tuple[int, int]], eliminated: int):
+    """log|V| − n log σ_e² and P = R'V⁻¹R for the response columns R (see :func:`_columns`)."""
+    s2 = sigma_e**2
+    T = _gram(pt.as_tensor(stats["yty"]), stats["Xty"], stats["XtX"], delta) / s2
+    if kind == "grouped":
+        logdet_M, quad_b = _grouped_terms(stats, delta, lambdas[0], s2, block_sizes[0][1])
+    elif kind == "nested":
+        # block_sizes and lambdas arrive outermost first (the chain order)
+        scales = [lam[0, 0] ** 2 for lam in lambdas]
+        logdet, quad = _nested_terms(stats, delta, scales, s2, block_sizes)
+        return logdet, T - quad
+    elif kind == "crossed":
+        logdet_M, quad_b = _crossed_terms(stats, delta, lambdas, s2, block_sizes, eliminated)
+    else:
+        # Λ diagonal when every block has one coefficient: Λ'Z'ZΛ = (λλ') ∘ Z'Z, no products
+        vec, mat = _lambda_product(lambdas, block_sizes)
+        M = pt.eye(stats["WtW"].shape[0]) + _sandwich(vec, mat, stats["WtW"]) / s2
+        chol = pt.linalg.cholesky(M)
+        b = _lambda_t(vec, mat, _columns(stats["Wty"], stats["WtX"], delta))
+        w = pt.linalg.solve_triangular(chol, b, lower=True)
+        logdet_M, quad_b = 2.0 * pt.log(pt.diagonal(chol)).sum(), pt.dot(w.T, w)
+    return logdet_M, T - quad_b / s2**2
 
 
 def loglik(stats: dict, beta, lambdas: list, sigma_e, *, kind: str, block_sizes: list[tuple[int, int]],
            eliminated: int = -1):
-    """Marginal log-likelihood as a PyTensor expression.
+    """Marginal log-likelihood log p(y | β, θ) as a PyTensor expression.
 
     Parameters
     ----------
@@ -364,69 +453,46 @@ def loglik(stats: dict, beta, lambdas: list, sigma_e, *, kind: str, block_sizes:
     eliminated : int
         crossed: position of the intercept factor solved out.
     """
-    s2 = sigma_e**2
-    beta = beta - stats["beta0"]
-    rtr = stats["yty"] - 2.0 * pt.dot(stats["Xty"], beta) + pt.dot(beta, pt.dot(stats["XtX"], beta))
-    if kind == "grouped":
-        (lam,) = lambdas
-        k = block_sizes[0][1]
-        # elementwise products and sums only: fast in both the C and the numba backends
-        Wtr = stats["Wty"] - (stats["WtX"] * beta[None, None, :]).sum(axis=-1)  # (L, k)
-        W = stats["WtW"]
-        if k == 1 and "group_yy" in stats:
-            # one coefficient: M is constant within a group of levels of equal Σ w² (the row
-            # count for an intercept), so the sums run over those groups, not over levels
-            lam2 = lam[0, 0] ** 2
-            values = stats["group_values"]
-            logdet_M = (stats["group_counts"] * pt.log1p(values * lam2 / s2)).sum()
-            quad_g = stats["group_yy"] - 2.0 * pt.dot(stats["group_Xy"], beta) + pt.dot(pt.dot(stats["group_XX"], beta), beta)
-            quad_b = lam2 * (quad_g / (1.0 + values * lam2 / s2)).sum()
-        elif k == 1:
-            lam2 = lam[0, 0] ** 2
-            m = 1.0 + W[:, 0, 0] * lam2 / s2
-            logdet_M = pt.log(m).sum()
-            quad_b = (lam2 * Wtr[:, 0] ** 2 / m).sum()
-        elif k == 2:
-            # Λ = [[p, 0], [q, t]] (lower): M = I + Λ'W'WΛ/σ², b = Λ'W'r, written out per level
-            p_, q_, t_ = lam[0, 0], lam[1, 0], lam[1, 1]
-            w00, w01, w11 = W[:, 0, 0], W[:, 0, 1], W[:, 1, 1]
-            m00 = 1.0 + (p_**2 * w00 + 2.0 * p_ * q_ * w01 + q_**2 * w11) / s2
-            m01 = t_ * (p_ * w01 + q_ * w11) / s2
-            m11 = 1.0 + t_**2 * w11 / s2
-            b0 = p_ * Wtr[:, 0] + q_ * Wtr[:, 1]
-            b1 = t_ * Wtr[:, 1]
-            det = m00 * m11 - m01**2
-            logdet_M = pt.log(det).sum()
-            quad_b = ((m11 * b0**2 - 2.0 * m01 * b0 * b1 + m00 * b1**2) / det).sum()
-        else:
-            tmp = (lam.T[None, :, :, None] * W[:, None, :, :]).sum(axis=2)  # Λ'W'W
-            A = (tmp[:, :, :, None] * lam[None, None, :, :]).sum(axis=2)  # Λ'W'WΛ
-            b = (Wtr[:, :, None] * lam[None, :, :]).sum(axis=1)  # rows: Λ' Wtr_l
-            M = pt.eye(k)[None] + A / s2
-            logdet, Minv = _small_spd(M, k)
-            quad_b = (b[:, :, None] * Minv * b[:, None, :]).sum()
-            logdet_M = logdet.sum()
-    elif kind == "nested":
-        # block_sizes and lambdas arrive outermost first (the chain order)
-        scales = [lam[0, 0] ** 2 for lam in lambdas]
-        logdet_extra, quad_extra = _nested_terms(stats, beta, scales, s2, block_sizes)
-        n = stats["n"]
-        return -0.5 * (n * np.log(2 * np.pi) + n * pt.log(s2) + logdet_extra + rtr / s2 - quad_extra)
-    elif kind == "crossed":
-        logdet_M, quad_b = _crossed_terms(stats, beta, lambdas, s2, block_sizes, eliminated)
-    else:
-        # Λ diagonal when every block has one coefficient: Λ'Z'ZΛ = (λλ') ∘ Z'Z, no products
-        vec, mat = _lambda_product(lambdas, block_sizes)
-        Ztr = stats["Wty"] - pt.dot(stats["WtX"], beta)
-        M = pt.eye(stats["WtW"].shape[0]) + _sandwich(vec, mat, stats["WtW"]) / s2
-        chol = pt.linalg.cholesky(M)
-        b = vec * Ztr if vec is not None else pt.dot(mat.T, Ztr)
-        w = pt.linalg.solve_triangular(chol, b, lower=True)
-        quad_b = pt.dot(w, w)
-        logdet_M = 2.0 * pt.log(pt.diagonal(chol)).sum()
+    logdet, P = _precision_terms(stats, beta - stats["beta0"], lambdas, sigma_e, kind=kind,
+                                 block_sizes=block_sizes, eliminated=eliminated)
     n = stats["n"]
-    quad = (rtr - quad_b / s2) / s2
-    return -0.5 * (n * np.log(2 * np.pi) + n * pt.log(s2) + logdet_M + quad)
+    return -0.5 * (n * np.log(2 * np.pi) + n * pt.log(sigma_e**2) + logdet + P[0, 0])
+
+
+def loglik_beta_integrated(stats: dict, prior_mu, prior_sd, lambdas: list, sigma_e, *, kind: str,
+                           block_sizes: list[tuple[int, int]], eliminated: int = -1):
+    """log p(y | θ) with β ~ N(μ, diag(s²)) integrated out as well, and β's exact conditional.
+
+    With P = [y, X]'V⁻¹[y, X] (in β − β₀ units: h = X'V⁻¹(y − Xβ₀), H = X'V⁻¹X) the
+    posterior of β given θ is Gaussian with precision A = H + diag(s⁻²); in standard units
+    (β − β₀ = s ∘ z) A_s = sHs + I (well conditioned whatever the scale of X) and
+    b_s = s ∘ h + (μ − β₀)/s:
+
+        log p(y | θ) = −½ [ n log 2π + log|V| + y'V⁻¹y + |m|² − b_s'A_s⁻¹b_s + log|A_s| ],
+
+    m = (μ − β₀)/s. Returns (log p(y | θ), E[β | y, θ], chol(A_s)): β | y, θ = E + s ∘ L⁻ᵀε.
+    """
+    logdet, P = _precision_terms(stats, None, lambdas, sigma_e, kind=kind, block_sizes=block_sizes,
+                                 eliminated=eliminated)
+    m = (prior_mu - stats["beta0"]) / prior_sd
+    A = prior_sd[:, None] * P[1:, 1:] * prior_sd[None, :] + pt.eye(m.shape[0])
+    b = prior_sd * P[1:, 0] + m
+    chol = pt.linalg.cholesky(A)
+    w = pt.linalg.solve_triangular(chol, b, lower=True)
+    mean = stats["beta0"] + prior_sd * pt.linalg.solve_triangular(chol.T, w, lower=False)
+    n = stats["n"]
+    value = -0.5 * (n * np.log(2 * np.pi) + n * pt.log(sigma_e**2) + logdet + P[0, 0] + pt.dot(m, m)
+                    - pt.dot(w, w) + 2.0 * pt.log(pt.diagonal(chol)).sum())
+    return value, mean, chol
+
+
+def draw_beta(mean: np.ndarray, chol: np.ndarray, prior_sd: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Exact draws of β | y, θ from the conditional that :func:`loglik_beta_integrated` carries
+    out of the sampler: ``mean`` (S, p), ``chol`` (S, p, p) the Cholesky factor L of the
+    standardised precision A_s; β = mean + s ∘ L⁻ᵀε has covariance diag(s) A_s⁻¹ diag(s)."""
+    eps = rng.standard_normal(mean.shape)
+    noise = np.linalg.solve(np.swapaxes(chol, -1, -2), eps[..., None])[..., 0]
+    return mean + prior_sd * noise
 
 
 def draw_u(stats: Statistics, design: Design, beta: np.ndarray, sigma: np.ndarray,

@@ -28,6 +28,7 @@ from . import variance as _variance
 from .design import RESIDUAL, Design, _row_selection, new_data_blocks
 from .errors import DataError, SpecificationError
 from .formula import parse_formula
+from .graph import integrates_beta
 from .priors import PriorSet
 from .reml import reml_design
 from .spec import NEW_GROUPS, ModelSpec, SamplerOptions
@@ -625,6 +626,13 @@ class Fit:
         )
         return self._diagnostics
 
+    def _marginal_form(self) -> str:
+        """What a marginal fit integrated out and how (empty for the latent parameterizations)."""
+        if self.parameterization != "marginal":
+            return ""
+        what = "u and β" if integrates_beta(self.design, self.prior_set, "marginal") else "u"
+        return f" ({what} integrated out; {_marginal.describe(self.design)})"
+
     def summary(self, prob: float = 0.95) -> str:
         """A plain-text report: model, fixed effects, variance components, diagnostics."""
         d = self.diagnostics()
@@ -633,7 +641,7 @@ class Fit:
             f"Bayesian linear mixed model: {model}",
             f"  {self.design.n} observations, rank(X) = {self.design.rank} of {self.design.p} columns",
             f"  sampler {self.sampler}, parameterization {self.parameterization}"
-            f"{f' ({_marginal.describe(self.design)})' if self.parameterization == 'marginal' else ''}, "
+            f"{self._marginal_form()}, "
             f"{d.chains} chains × {d.draws // max(d.chains, 1)} draws, target_accept {self.target_accept:g}",
             "",
             f"Fixed effects ({prob:.0%} intervals):",

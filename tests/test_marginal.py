@@ -10,6 +10,7 @@ import bayes_lmm as bl
 from bayes_lmm.api import resolve_parameterization
 from bayes_lmm.graph import build_model
 from bayes_lmm.priors import resolve_priors
+from bayes_lmm.spec import normalize_priors
 from bayes_lmm.variance import var_y_draws
 
 CASES = [
@@ -93,20 +94,57 @@ def test_closed_form_u_draws_match_dense_conditional(three_level, formula, gram_
                          + [("three_level", "y ~ x + (1|a:b:c) + (x|d)", 0),  # per-level crossed sums
                             ("seedling", "weight ~ genotype + (1|pot)", 0)])  # per-level k = 1 sums
 def test_marginal_loglik_equals_dense_mvn(dataset, formula, gram_max, request, monkeypatch):
+    """With β sampled the potential is log N(y | Xβ, V); with β integrated out it is
+    log N(y | Xμ, V + X S₀ X') and the conditional of β is the dense Gaussian one."""
     from bayes_lmm import marginal
+    from bayes_lmm.graph import BETA_CHOL, BETA_MEAN
 
     if gram_max is not None:
         monkeypatch.setattr(marginal, "GRAM_NUMBERS_MAX", gram_max)
     data = request.getfixturevalue(dataset)
     design = bl.design_from_formula(formula, data)
-    model = build_model(design, resolve_priors({}, design), parameterization="marginal")
-    names = ["y_marginal", "beta", "sigma"] + (["correlation"] if "correlation" in model.named_vars else [])
-    fn = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]), inputs=model.value_vars)
+    priors = resolve_priors({}, design)
     rng = np.random.default_rng(0)
-    point = {k: v + rng.normal(scale=0.3, size=np.shape(v)) for k, v in model.initial_point().items()}
-    val, beta, sigma, *corr = fn(point)
-    V = var_y_draws(design, sigma[None], corr[0][None] if corr else None, list(range(design.n)))[0]
-    assert float(val) == pytest.approx(st.multivariate_normal(design.X @ beta, V).logpdf(design.y), rel=1e-9)
+    for integrate in (False, True):
+        model = build_model(design, priors, parameterization="marginal", integrate_beta=integrate)
+        names = ["y_marginal", "sigma", *(["correlation"] if "correlation" in model.named_vars else []),
+                 *([BETA_MEAN, BETA_CHOL] if integrate else ["beta"])]
+        fn = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]), inputs=model.value_vars)
+        point = {k: v + rng.normal(scale=0.3, size=np.shape(v)) for k, v in model.initial_point().items()}
+        val, sigma, *rest = fn(point)
+        corr = rest.pop(0) if "correlation" in model.named_vars else None
+        V = var_y_draws(design, sigma[None], None if corr is None else corr[None], list(range(design.n)))[0]
+        X, y = design.X, design.y
+        if not integrate:
+            (beta,) = rest
+            assert float(val) == pytest.approx(st.multivariate_normal(X @ beta, V).logpdf(y), rel=1e-9)
+            continue
+        mean, chol = rest
+        mu = np.array([dict(p.params)["mu"] for p in priors.beta])
+        s = np.array([dict(p.params)["sigma"] for p in priors.beta])
+        expected = st.multivariate_normal(X @ mu, V + (X * s**2) @ X.T).logpdf(y)
+        assert float(val) == pytest.approx(expected, rel=1e-9)
+        precision = X.T @ np.linalg.solve(V, X) + np.diag(s**-2.0)
+        cov = np.linalg.inv(precision)
+        np.testing.assert_allclose(mean, cov @ (X.T @ np.linalg.solve(V, y) + mu / s**2), rtol=1e-7, atol=1e-9)
+        # β = mean + s ∘ L⁻ᵀε: covariance diag(s) (LL')⁻¹ diag(s)
+        np.testing.assert_allclose(s[:, None] * np.linalg.inv(chol @ chol.T) * s[None, :], cov, rtol=1e-7, atol=1e-12)
+
+
+def test_beta_integrated_only_with_normal_priors(seedling):
+    from bayes_lmm.graph import BETA_MEAN, integrates_beta
+
+    design = bl.design_from_formula("weight ~ genotype + (1|pot)", seedling)
+    normal = resolve_priors({}, design)
+    student = resolve_priors(dict(normalize_priors({"genotype": bl.StudentT(nu=3, mu=0, sigma=2)})), design)
+    assert integrates_beta(design, normal, "marginal")
+    assert not integrates_beta(design, normal, "noncentered")
+    assert not integrates_beta(design, student, "marginal")
+    assert BETA_MEAN in build_model(design, normal, parameterization="marginal").named_vars
+    kept = build_model(design, student, parameterization="marginal")
+    assert "beta" in kept.named_vars and BETA_MEAN not in kept.named_vars
+    with pytest.raises(ValueError, match="Normal priors"):
+        build_model(design, student, parameterization="marginal", integrate_beta=True)
 
 
 def test_auto_picks_marginal_where_cheap(sleepstudy):
@@ -146,9 +184,10 @@ def test_marginal_and_latent_agree(formula, data_name, factors, request):
     ref = fits["marginal"]
     assert "u" in ref.idata.posterior and ref.parameterization == "marginal"
     if data_name == "crossed":
-        assert "parameterization marginal ('a' solved out" in ref.summary()
+        assert "parameterization marginal (u and β integrated out; 'a' solved out" in ref.summary()
+    assert "beta_conditional_mean" not in ref.idata.posterior  # β drawn, its conditional dropped
     for p in ("noncentered", "centered"):
-        for name in ("sigma", "u"):
+        for name in ("beta", "sigma", "u"):
             a, b = ref.draws(name), fits[p].draws(name)
             se = np.sqrt(a.var(axis=0) / 300 + b.var(axis=0) / 300)  # conservative ESS of 300
             assert np.all(close(np.median(a, axis=0), np.median(b, axis=0), se)), (p, name)
