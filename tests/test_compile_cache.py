@@ -89,3 +89,27 @@ def test_clear_compiled_cache_removes_the_disk_cache(dyestuff):
     assert not nutpie_cache._manifest_path(key).exists()
     assert bl.clear_compiled_cache() == 0
 
+
+
+@pytest.mark.parametrize("formula, priors, parameterization", [
+    ("Reaction ~ Days + (Days|Subject)", {}, "noncentered"),  # Normal, HalfNormal, Exponential, Beta
+    ("Reaction ~ Days + (Days|Subject)", {"Days": bl.StudentT(nu=4, mu=0, sigma=10),
+                                          "Residual": bl.InverseGamma(alpha=3, beta=2)}, "marginal"),
+    ("Reaction ~ Days + (1|Subject) + (0 + Days|Subject)", {"random": bl.HalfCauchy(beta=5)}, "centered"),
+])
+def test_initial_points_are_pymcs(sleepstudy, formula, priors, parameterization):
+    """The Python-linker initial point gives PyMC's values (support points + U(−1, 1) jitter)."""
+    from pymc.initial_point import make_initial_point_fn
+
+    from bayes_lmm.spec import normalize_priors
+
+    design = bl.design_from_formula(formula, sleepstudy)
+    model = build_model(design, resolve_priors(dict(normalize_priors(priors)), design),
+                        parameterization=parameterization)
+    ours = nutpie_cache.seeded_initial_point(model)
+    theirs = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs), return_transformed=True)
+    for seed in (0, 11):
+        a, b = ours(seed), theirs(seed)
+        assert list(a) == list(b) and len(a) == len(model.free_RVs)
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name])
