@@ -30,12 +30,20 @@ def safe_name(label: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]+", "_", label).strip("_") or "x"
 
 
-def level_dim(block: RandomBlock) -> str:
-    return f"{block.group}__level"
+def block_key(design: Design, block: RandomBlock) -> str:
+    """A block's name in variable and dim names: its grouping factor, or its components where
+    several blocks share one factor (``(x||g)``, ``(1|g) + (0 + x|g)``)."""
+    if sum(b.group == block.group for b in design.blocks) == 1:
+        return block.group
+    return "+".join(block.components)
 
 
-def coef_dim(block: RandomBlock) -> str:
-    return f"{block.group}__coef"
+def level_dim(key: str) -> str:
+    return f"{key}__level"
+
+
+def coef_dim(key: str) -> str:
+    return f"{key}__coef"
 
 
 def _data(name: str, value) -> pt.TensorVariable:
@@ -144,8 +152,9 @@ def coords_for(design: Design) -> dict[str, list[str]]:
     if corr:
         coords[CORR_DIM] = corr
     for blk in design.blocks:
-        coords[level_dim(blk)] = list(blk.levels)
-        coords[coef_dim(blk)] = list(blk.coef_names)
+        key = block_key(design, blk)
+        coords[level_dim(key)] = list(blk.levels)
+        coords[coef_dim(key)] = list(blk.coef_names)
     return coords
 
 
@@ -160,14 +169,14 @@ def correlation_labels(design: Design) -> list[str]:
     return out
 
 
-def _block_scales(blk: RandomBlock, priors: PriorSet, corr_parts: list):
+def _block_scales(blk: RandomBlock, key: str, priors: PriorSet, corr_parts: list):
     """(σ_b vector, chol(R_b) or None) for one block; adds its LKJ correlation if correlated."""
     sds = [_sd_variable(safe_name(comp), priors.component(comp)) for comp in blk.components]
     sd_vec = pt.stack(sds)
     if not blk.correlated:
         return sds, sd_vec, None
     k = blk.n_coefs
-    name = f"corr_{safe_name(blk.group)}"
+    name = f"corr_{safe_name(key)}"
     eta = priors.correlation.kwargs()["eta"]
     if k == 2:
         # for 2×2 the LKJ(η) density of r is ∝ (1 − r²)^(η−1): exactly r = 2b − 1 with
@@ -227,14 +236,15 @@ def build_model(design: Design, priors: PriorSet, *, parameterization: str = "no
         sds, corr_parts, u_parts, lambdas = [], [], [], []
         mu = pt.dot(_data("X", design.X), beta) if parameterization != "marginal" else None
         for blk in design.blocks:
-            block_sds, sd_vec, chol_corr = _block_scales(blk, priors, corr_parts)
+            key = block_key(design, blk)
+            block_sds, sd_vec, chol_corr = _block_scales(blk, key, priors, corr_parts)
             sds.extend(block_sds)
             chol = sd_vec[:, None] * chol_corr if chol_corr is not None else None
             if parameterization == "marginal":
                 lambdas.append(chol if chol is not None else pt.diag(sd_vec))
                 continue
-            name = safe_name(blk.group)
-            dims = (level_dim(blk), coef_dim(blk))
+            name = safe_name(key)
+            dims = (level_dim(key), coef_dim(key))
             if parameterization == "noncentered":
                 z = pm.Normal(f"z_{name}", 0.0, 1.0, dims=dims)
                 u_b = pt.dot(z, chol.T) if chol is not None else z * sd_vec[None, :]

@@ -41,6 +41,25 @@ def test_correlated_graph_has_lkj_and_correlation(sleepstudy):
     assert np.isfinite(model.compile_logp()(model.initial_point()))
 
 
+@pytest.mark.parametrize("param", ["noncentered", "centered"])
+@pytest.mark.parametrize("formula", ["Reaction ~ Days + (Days||Subject)",
+                                     "Reaction ~ Days + (1|Subject) + (0 + Days|Subject)"])
+def test_blocks_sharing_a_factor_get_their_own_names(sleepstudy, formula, param):
+    """Two blocks of one grouping factor used to collide on ``z_Subject`` / ``Subject__coef``."""
+    design = bl.design_from_formula(formula, sleepstudy)
+    assert len(design.blocks) == 2 and design.blocks[0].group == design.blocks[1].group == "Subject"
+    model, _, _ = build(design, parameterization=param)
+    prefix = "z" if param == "noncentered" else "u"
+    latent = [v.name for v in model.free_RVs if v.name.startswith(prefix + "_")]
+    assert len(latent) == 2 and len(set(latent)) == 2
+    for name, blk in zip(latent, design.blocks):
+        level, coef = model.named_vars_to_dims[name]
+        assert list(model.coords[level]) == list(blk.levels)
+        assert list(model.coords[coef]) == list(blk.coef_names)
+    assert len(model.coords["u_index"]) == sum(b.n_levels * b.n_coefs for b in design.blocks)
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
+
+
 def test_inverse_gamma_prior_sits_on_variance(seedling):
     design = bl.design_from_formula("weight ~ genotype + (1|pot)", seedling)
     model, priors, _ = build(design, priors=(("1|pot", bl.InverseGamma(2, 1)),))
