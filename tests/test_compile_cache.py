@@ -97,19 +97,20 @@ def test_clear_compiled_cache_removes_the_disk_cache(dyestuff):
                                           "Residual": bl.InverseGamma(alpha=3, beta=2)}, "marginal"),
     ("Reaction ~ Days + (1|Subject) + (0 + Days|Subject)", {"random": bl.HalfCauchy(beta=5)}, "centered"),
 ])
-def test_initial_points_are_pymcs(sleepstudy, formula, priors, parameterization):
-    """The Python-linker initial point gives PyMC's values (support points + U(−1, 1) jitter)."""
-    from pymc.initial_point import make_initial_point_fn
-
+def test_initial_points_are_jittered_support_points(sleepstudy, formula, priors, parameterization):
+    """The Python-linker initial point: PyMC's support point + U(−1, 1) jitter on the
+    transformed scale for every free variable, reproducible by seed."""
     from bayes_lmm.spec import normalize_priors
 
     design = bl.design_from_formula(formula, sleepstudy)
     model = build_model(design, resolve_priors(dict(normalize_priors(priors)), design),
                         parameterization=parameterization)
-    ours = nutpie_cache.seeded_initial_point(model)
-    theirs = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs), return_transformed=True)
-    for seed in (0, 11):
-        a, b = ours(seed), theirs(seed)
-        assert list(a) == list(b) and len(a) == len(model.free_RVs)
-        for name in a:
-            np.testing.assert_array_equal(a[name], b[name])
+    support = model.initial_point()  # PyMC's, without jitter
+    seeded = nutpie_cache.seeded_initial_point(model)
+    first, again, other = seeded(0), seeded(0), seeded(11)
+    assert list(first) == list(support) and len(first) == len(model.free_RVs)
+    for name in first:
+        assert np.shape(first[name]) == np.shape(support[name])
+        np.testing.assert_array_equal(first[name], again[name])
+        assert np.all(np.abs(first[name] - support[name]) < 1) and np.all(first[name] != support[name])
+        assert np.all(first[name] != other[name])
