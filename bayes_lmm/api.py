@@ -152,8 +152,9 @@ def fit_matrices(
         choice is in ``fit.parameterization`` and ``fit.summary()``. With ``marginal`` u is
         still in the posterior, drawn from its exact conditional for every draw; with Normal
         priors on β (the default) β is integrated out too and drawn the same way.
-    sampler : {"auto", "pymc", "nutpie"}
-        ``auto`` (default) is nutpie when installed, else PyMC's NUTS.
+    sampler : {"auto", "pymc", "nutpie", "numpyro"}
+        ``auto`` (default) is nutpie when installed, else PyMC's NUTS; ``numpyro`` runs
+        NumPyro's NUTS on PyMC's JAX backend (needs ``pip install jax numpyro``).
     draws, tune, chains : int
     random_seed : int, optional
     target_accept : float, optional

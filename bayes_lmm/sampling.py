@@ -1,4 +1,5 @@
-"""One entry point over the NUTS samplers: PyMC's and nutpie's.
+"""One entry point over the NUTS samplers: PyMC's, nutpie's and NumPyro's (through PyMC's JAX
+backend).
 
 All options are keyword-only and explicit; nothing is read from global state.
 """
@@ -24,6 +25,11 @@ def nutpie_available() -> bool:
     return importlib.util.find_spec("nutpie") is not None
 
 
+def numpyro_available() -> bool:
+    """Whether NumPyro's NUTS can run (the jax and numpyro packages are installed)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("jax", "numpyro"))
+
+
 def resolve_sampler(sampler: str) -> str:
     """``auto`` → nutpie when installed, else PyMC; an explicit choice is checked."""
     if sampler == "auto":
@@ -32,6 +38,11 @@ def resolve_sampler(sampler: str) -> str:
         raise SpecificationError(
             "sampler='nutpie' needs the nutpie package: pip install nutpie "
             "(or pip install 'bayes_lmm[fast]'), or use sampler='pymc'"
+        )
+    if sampler == "numpyro" and not numpyro_available():
+        raise SpecificationError(
+            "sampler='numpyro' needs the jax and numpyro packages: pip install jax numpyro "
+            "(or pip install 'bayes_lmm[jax]'), or use sampler='nutpie' or 'pymc'"
         )
     return sampler
 
@@ -103,7 +114,7 @@ def sample(
     Parameters
     ----------
     model : pm.Model
-    sampler : {"pymc", "nutpie"}
+    sampler : {"pymc", "nutpie", "numpyro"}
     draws, tune, chains : int
     random_seed : int or None
         The same seed gives the same draws (bit-identical with PyMC).
@@ -131,6 +142,14 @@ def sample(
             return nutpie.sample(
                 compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
                 progress_bar=progressbar, save_warmup=False, target_accept=target_accept,
+            )
+    if sampler == "numpyro":
+        # one JAX device on a CPU: the chains run vectorised in one XLA program
+        with model:
+            return pm.sample(
+                draws=draws, tune=tune, chains=chains, random_seed=seed, target_accept=target_accept,
+                progressbar=progressbar, nuts_sampler="numpyro", compute_convergence_checks=False,
+                nuts_sampler_kwargs={"chain_method": "vectorized"}, idata_kwargs={"log_likelihood": False},
             )
     # PyMC's chains run in forked processes that inherit the limit: the same crossed fit took
     # 229 s with BLAS at its default thread count and 11.5 s limited

@@ -231,3 +231,27 @@ def test_sampling_runs_with_one_blas_thread(sampler, monkeypatch):
     out = sampling.sample(model, sampler=sampler, draws=10, tune=10, chains=2, random_seed=1,
                           target_accept=0.8, progressbar=False)
     assert out == "sampled" and seen and set(seen) == {1}
+
+
+def test_numpyro_sampler_agrees_with_nutpie_and_is_seeded(dyestuff, dyestuff_fit):
+    """sampler="numpyro": NumPyro's NUTS through PyMC's JAX backend, on the marginal graph."""
+    kw = dict(draws=500, tune=500, chains=2, random_seed=3, progressbar=False, sampler="numpyro")
+    a = quiet_fit(bl.fit, "Yield ~ 1 + (1|Batch)", dyestuff, **kw)
+    b = quiet_fit(bl.fit, "Yield ~ 1 + (1|Batch)", dyestuff, **kw)
+    assert a.sampler == "numpyro" and a.parameterization == "marginal"
+    assert {"beta", "sigma", "u"} <= set(a.idata.posterior.data_vars)
+    assert a.diagnostics().divergences == 0
+    np.testing.assert_array_equal(a.draws("sigma"), b.draws("sigma"))
+    np.testing.assert_array_equal(a.draws("u"), b.draws("u"))
+    for name in ("beta", "sigma"):
+        x, y = a.draws(name), dyestuff_fit.draws(name)
+        se = np.sqrt(x.var(axis=0) / 200 + y.var(axis=0) / 200)  # conservative ESS of 200
+        assert np.all(np.abs(np.median(x, axis=0) - np.median(y, axis=0)) < 4 * se), name
+
+
+def test_numpyro_without_jax_is_a_clear_error(dyestuff, monkeypatch):
+    from bayes_lmm import sampling
+
+    monkeypatch.setattr(sampling, "numpyro_available", lambda: False)
+    with pytest.raises(bl.SpecificationError, match="pip install jax numpyro"):
+        bl.fit("Yield ~ 1 + (1|Batch)", dyestuff, sampler="numpyro", draws=10, tune=10)
