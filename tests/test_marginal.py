@@ -92,7 +92,9 @@ def test_closed_form_u_draws_match_dense_conditional(three_level, formula, gram_
 
 @pytest.mark.parametrize("dataset, formula, gram_max", [(*case, None) for case in CASES]
                          + [("three_level", "y ~ x + (1|a:b:c) + (x|d)", 0),  # per-level crossed sums
-                            ("seedling", "weight ~ genotype + (1|pot)", 0)])  # per-level k = 1 sums
+                            ("seedling", "weight ~ genotype + (1|pot)", 0),  # per-level k = 1 sums
+                            # p = 5: β's p×p system by LAPACK, not written out (p ≤ 4)
+                            ("three_level", "y ~ x + a + b + c + (1|d)", None)])
 def test_marginal_loglik_equals_dense_mvn(dataset, formula, gram_max, request, monkeypatch):
     """With β sampled the potential is log N(y | Xβ, V); with β integrated out it is
     log N(y | Xμ, V + X S₀ X') and the conditional of β is the dense Gaussian one."""
