@@ -17,7 +17,15 @@ import xarray as xr
 from . import marginal
 from .design import Design, design_from_formula, design_from_matrices
 from .errors import SpecificationError
-from .graph import BETA_CHOL, BETA_DIM, BETA_MEAN, CHOL_COLUMN_DIM, U_DIM, build_model, model_signature
+from .graph import (
+    BETA_CHOL,
+    BETA_DIM,
+    BETA_MEAN,
+    CHOL_COLUMN_DIM,
+    U_DIM,
+    build_model,
+    model_signature,
+)
 from .priors import PriorSet, resolve_priors
 from .reml import RemlResult, reml_design
 from .results import Fit
