@@ -127,12 +127,18 @@ def _coefficient(name: str, family: str, params: dict, dims: str | None = None) 
     return params["mu"] + params["sigma"] * raw
 
 
+def _beta_prior_data(priors: PriorSet) -> dict[str, pt.TensorVariable]:
+    """The parameters of a single-family β prior as length-p data vectors (static length p)."""
+    return {k: pt.specify_shape(_data(f"prior_beta_{k}", [dict(p.params)[k] for p in priors.beta]),
+                                (len(priors.beta),))
+            for k, _ in priors.beta[0].params}
+
+
 def _beta(priors: PriorSet) -> pt.TensorVariable:
     families = {p.family for p in priors.beta}
     if len(families) == 1:
         fam = families.pop()
-        params = {k: _data(f"prior_beta_{k}", [dict(p.params)[k] for p in priors.beta])
-                  for k, _ in priors.beta[0].params}
+        params = _beta_prior_data(priors)
         return pm.Deterministic("beta", _coefficient("beta", fam, params, dims=BETA_DIM), dims=BETA_DIM)
     parts = [
         _coefficient(f"beta_{safe_name(name)}", p.family, _params(f"beta_{safe_name(name)}", p))
@@ -301,8 +307,7 @@ def build_model(design: Design, priors: PriorSet, *, parameterization: str = "no
                 sizes = [sizes[b] for b in st.chain]
             form = dict(kind=st.kind, block_sizes=sizes, eliminated=st.eliminated)
             if without_beta:
-                prior = {k: pt.specify_shape(_data(f"prior_beta_{k}", [dict(p.params)[k] for p in priors.beta]),
-                                             (design.p,)) for k in ("mu", "sigma")}
+                prior = _beta_prior_data(priors)  # Normal: mu, sigma
                 value, mean, chol = marginal.loglik_beta_integrated(
                     data, prior["mu"], prior["sigma"], lambdas, sigma_e, **form)
                 pm.Potential("y_marginal", value)

@@ -398,8 +398,8 @@ def _grouped_terms(stats: dict, delta, lam, s2, k: int):
         b0 = p_ * Wtr[:, 0] + q_ * Wtr[:, 1]
         b1 = t_ * Wtr[:, 1]
         det = m00 * m11 - m01**2
-        quad = (_outer_sum(b0, b0, m11 / det) - _outer_sum(b0, b1, m01 / det)
-                - _outer_sum(b1, b0, m01 / det) + _outer_sum(b1, b1, m00 / det))
+        cross = _outer_sum(b0, b1, m01 / det)  # the two cross terms are transposes
+        quad = _outer_sum(b0, b0, m11 / det) - cross - cross.T + _outer_sum(b1, b1, m00 / det)
         return pt.log(det).sum(), quad
     tmp = (lam.T[None, :, :, None] * W[:, None, :, :]).sum(axis=2)  # Λ'W'W
     A = (tmp[:, :, :, None] * lam[None, None, :, :]).sum(axis=2)  # Λ'W'WΛ
