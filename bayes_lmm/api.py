@@ -1,6 +1,9 @@
-"""The facade: ``fit`` (formula), ``fit_matrices`` (explicit X and Z), ``build``.
+"""The facade: ``fit`` (formula), ``fit_matrices`` (explicit X and Z), ``build``, ``reml``,
+``compare``, ``simulate`` and ``sample_prior``.
 
-Each call runs the pipeline spec → design → priors → graph → sampling → results.
+Each fit runs the pipeline of :mod:`bayes_lmm.pipeline` (spec → design → priors → form →
+graph → sampling → completion → results); this module only turns arguments into a spec, a
+design and sampler options.
 """
 
 from __future__ import annotations
@@ -12,125 +15,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pymc as pm
-import xarray as xr
 
-from . import marginal
 from .design import Design, design_from_formula, design_from_matrices
 from .errors import SpecificationError
-from .graph import (
-    BETA_CHOL,
-    BETA_DIM,
-    BETA_MEAN,
-    CHOL_COLUMN_DIM,
-    U_DIM,
-    build_model,
-    model_signature,
-)
-from .priors import PriorSet, resolve_priors
+from .graph import build_model
+from .pipeline import build, default_target_accept, resolve_parameterization, run_design
+from .priors import resolve_priors
 from .reml import RemlResult, reml_design
 from .results import Fit
-from .sampling import resolve_sampler, sample
 from .spec import ModelSpec, SamplerOptions, normalize_priors
 
-
-def default_target_accept(design: Design, parameterization: str) -> float:
-    """Target acceptance for NUTS, raised for small designs.
-
-    With few levels per factor or few rows the posterior of σ_j has a long tail towards 0
-    (a funnel for latent u); smaller steps avoid the divergences that peers show on the
-    notes' 4-pot example. With u integrated out there is no funnel and smaller targets
-    suffice (measured, 5 seeds each: notes' Example 1 has 5–15 divergences at 0.8 and none
-    at 0.9 or above; at 0.95 its smallest bulk ESS is 1,047–1,182 against 840–1,135 at 0.99,
-    in 0.24 s of sampling against 0.33 s).
-    """
-    fewest = min((b.n_levels for b in design.blocks), default=100)
-    small = fewest < 10 or design.n < 50
-    if parameterization == "marginal":
-        return 0.95 if small else 0.9
-    if small:
-        return 0.99
-    if fewest < 30:
-        return 0.95
-    return 0.9
-
-
-def resolve_parameterization(requested: str, design: Design) -> str:
-    """``auto`` → ``marginal`` where it is cheap (:func:`bayes_lmm.marginal.cheap`: one random
-    block, nested intercepts, or at most 150 random coefficients left to a Cholesky), else
-    non-centered."""
-    if requested == "auto":
-        return "marginal" if marginal.cheap(design) else "noncentered"
-    if requested == "marginal" and not design.blocks:
-        return "noncentered"
-    return requested
-
-
-def build(spec: ModelSpec, design: Design, *, parameterization: str | None = None) -> tuple[pm.Model, PriorSet, str]:
-    """Resolve priors and build the PyMC model without sampling (for inspection and tests)."""
-    prior_set = resolve_priors(spec.prior_overrides, design)
-    param = resolve_parameterization(parameterization or spec.parameterization, design)
-    return build_model(design, prior_set, parameterization=param), prior_set, param
-
-
-def run_design(spec: ModelSpec, design: Design, options: SamplerOptions, *, conditional_u: bool = True) -> Fit:
-    """Sample a prepared design: priors → graph → NUTS → :class:`Fit` (warns on bad diagnostics).
-
-    ``conditional_u=False`` skips drawing u after a marginal fit (for callers that only
-    need β and the variance components, such as :func:`bayes_lmm.fit_many`).
-    """
-    model, prior_set, param = build(spec, design)
-    sampler = resolve_sampler(options.sampler)
-    target = options.target_accept if options.target_accept is not None else default_target_accept(design, param)
-    idata = sample(
-        model, sampler=sampler, draws=options.draws, tune=options.tune, chains=options.chains,
-        random_seed=options.random_seed, target_accept=float(target), progressbar=options.progressbar,
-        cache_key=model_signature(design, prior_set, param), cores=options.cores,
-    )
-    if BETA_MEAN in idata.posterior:
-        _add_conditional_beta(idata, prior_set, options.random_seed)
-    if param == "marginal" and conditional_u:
-        _add_conditional_u(idata, design, options.random_seed)
-    if "observed_data" not in idata.groups():
-        idata.add_groups(observed_data=xr.Dataset({"y": (("obs",), design.y)}))
-    result = Fit(spec=spec, options=options, design=design, prior_set=prior_set, idata=idata,
-                 parameterization=param, sampler=sampler, target_accept=float(target))
-    problems = result.diagnostics().problems()
-    for p in problems:
-        warnings.warn(p, UserWarning, stacklevel=3)
-    return result
-
-
-def _add_conditional_beta(idata, prior_set: PriorSet, random_seed: int | None) -> None:
-    """Draw β | y, θ for every posterior draw (β integrated out while sampling) and drop the
-    conditional's mean and Cholesky factor that the sampler carried."""
-    post = idata.posterior
-    mean, chol = post[BETA_MEAN].to_numpy(), post[BETA_CHOL].to_numpy()
-    sd = np.array([dict(p.params)["sigma"] for p in prior_set.beta])
-    # a seed stream separate from the sampler's and u's, so results stay reproducible
-    rng = np.random.default_rng(None if random_seed is None else [random_seed, 7907])
-    beta = marginal.draw_beta(mean.reshape(-1, mean.shape[-1]), chol.reshape(-1, *chol.shape[-2:]), sd, rng)
-    post = post.drop_vars([BETA_MEAN, BETA_CHOL, CHOL_COLUMN_DIM])
-    idata.posterior = post.assign(beta=xr.DataArray(
-        beta.reshape(mean.shape), dims=("chain", "draw", BETA_DIM),
-        coords={"chain": post["chain"], "draw": post["draw"], BETA_DIM: post[BETA_DIM]}))
-
-
-def _add_conditional_u(idata, design: Design, random_seed: int | None) -> None:
-    """Draw u | y, β, θ for every posterior draw and store it as the latent models do."""
-    post = idata.posterior
-    chains, draws = post.sizes["chain"], post.sizes["draw"]
-
-    def flat(name):
-        arr = post[name].to_numpy()
-        return arr.reshape((chains * draws,) + arr.shape[2:])
-
-    corr = flat("correlation") if "correlation" in post else None
-    # a seed stream separate from the sampler's, so results stay reproducible
-    rng = np.random.default_rng(None if random_seed is None else [random_seed, 7919])
-    u = marginal.draw_u(marginal.statistics(design), design, flat("beta"), flat("sigma"), corr, rng)
-    idata.posterior = post.assign(u=xr.DataArray(
-        u.reshape(chains, draws, -1), dims=("chain", "draw", U_DIM),
-        coords={"chain": post["chain"], "draw": post["draw"], U_DIM: design.u_labels}))
+__all__ = ["fit", "fit_matrices", "build", "reml", "compare", "simulate", "sample_prior", "run_design",
+           "default_target_accept", "resolve_parameterization"]
 
 
 def fit_matrices(

@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 
 from . import contrasts as _contrasts
-from .api import run_design
 from .contrasts import interval_bounds
 from .design import Design, design_from_formula, with_response
 from .errors import BayesLMMError, SpecificationError
 from .formula import parse_formula
+from .pipeline import run_design
 from .spec import ModelSpec, SamplerOptions, normalize_priors
 
 #: name of the response column in the shared template design (underscores appended if taken)

@@ -35,6 +35,8 @@ def save(fit, path: str | Path) -> Path:
         "target_accept": fit.target_accept,
         "options": {"draws": fit.options.draws, "tune": fit.options.tune, "chains": fit.options.chains,
                     "random_seed": fit.options.random_seed},
+        # the seed every stream was spawned from (drawn when options.random_seed is None)
+        "seed": fit.random_seed,
     }
     design = fit.design
     if spec.formula is not None:
@@ -70,6 +72,7 @@ def load(path: str | Path):
     from .design import design_from_formula, design_from_matrices
     from .priors import resolve_priors
     from .results import Fit
+    from .seeds import Seed
     from .spec import ModelSpec, SamplerOptions, normalize_priors
 
     path = Path(path)
@@ -111,6 +114,7 @@ def load(path: str | Path):
     if post.sizes.get("coef") != design.p or ("u_index" in post.dims and post.sizes["u_index"] != len(design.u_labels)):
         raise FileFormatError(f"{str(path)!r}: the posterior does not match the saved design")
     idata.posterior.attrs.pop("bayes_lmm", None)
+    seed = Seed(int(meta["seed"])) if meta.get("seed") is not None else None
     return Fit(spec=spec, options=options, design=design, prior_set=prior_set, idata=idata,
                parameterization=meta["parameterization"], sampler=meta["sampler"],
-               target_accept=float(meta["target_accept"]))
+               target_accept=float(meta["target_accept"]), seed=seed)

@@ -22,15 +22,16 @@ import xarray as xr
 
 from . import checks as _checks
 from . import contrasts as _contrasts
-from . import marginal as _marginal
 from . import plots as _plots
 from . import variance as _variance
 from .design import RESIDUAL, Design, _row_selection, new_data_blocks
 from .errors import DataError, SpecificationError
 from .formula import parse_formula
 from .graph import integrates_beta
+from .likelihood import Form, choose
 from .priors import PriorSet
 from .reml import reml_design
+from .seeds import Seed
 from .spec import NEW_GROUPS, ModelSpec, SamplerOptions
 
 #: thresholds behind the diagnostics warnings
@@ -114,7 +115,7 @@ class Fit:
 
     def __init__(self, *, spec: ModelSpec, options: SamplerOptions, design: Design,
                  prior_set: PriorSet, idata: az.InferenceData, parameterization: str,
-                 sampler: str, target_accept: float):
+                 sampler: str, target_accept: float, form: Form | None = None, seed: Seed | None = None):
         self.spec = spec
         self.options = options
         self.design = design
@@ -123,8 +124,18 @@ class Fit:
         self.parameterization = parameterization
         self.sampler = sampler
         self.target_accept = target_accept
+        #: the likelihood form the fit used (chosen once, :func:`bayes_lmm.likelihood.choose`)
+        self.form = form if form is not None else choose(design, parameterization)
+        #: the seed every random stream of the fit was spawned from
+        self.seed = seed if seed is not None else Seed.resolve(options.random_seed)
         self._contrast_draws: dict[str, np.ndarray] = {}
         self._diagnostics: Diagnostics | None = None  # computed once: the draws never change
+
+    @property
+    def random_seed(self) -> int:
+        """The integer that reproduces this fit: ``bl.fit(..., random_seed=fit.random_seed)``
+        gives identical draws of every variable (drawn and recorded when none was given)."""
+        return self.seed.value
 
     # ------------------------------------------------------------------ draws
     def draws(self, name: str) -> np.ndarray:
@@ -381,7 +392,7 @@ class Fit:
             raise SpecificationError("predict needs a model fitted from a formula (bl.fit)")
         if not isinstance(new_data, pd.DataFrame) or new_data.shape[0] == 0:
             raise DataError("new_data must be a non-empty pandas DataFrame")
-        rng = np.random.default_rng(random_seed)
+        rng = self.seed.rng("prediction", random_seed)
         Xn = design.fixed_encoder.new_matrix(new_data.copy())
         eta = self.draws("beta") @ Xn.T
         S = eta.shape[0]
@@ -442,7 +453,7 @@ class Fit:
 
     # ------------------------------------------------------------------ predictive checks
     def _replicated(self, *, new_groups: bool = False, random_seed: int | None = None) -> np.ndarray:
-        rng = np.random.default_rng(random_seed)
+        rng = self.seed.rng("replication", random_seed)
         u = self.draws("u") if self.design.blocks else None
         return _checks.replicate(self.design, self.draws("beta"), self.draws("sigma"), u,
                                  self._corr_draws(), new_groups=new_groups, rng=rng)
@@ -525,7 +536,7 @@ class Fit:
 
         model = build_model(self.design, self.prior_set, parameterization="noncentered")
         with model:
-            return pm.sample_prior_predictive(draws=draws, random_seed=random_seed)
+            return pm.sample_prior_predictive(draws=draws, random_seed=self.seed.integer("prior_predictive", random_seed))
 
     # ------------------------------------------------------------------ plots
     def plot_ppc(self, **kwargs):
@@ -597,8 +608,7 @@ class Fit:
         post = self.idata.posterior
         # after a marginal fit u is drawn exactly given each (β, θ) draw, so its mixing is that
         # of β and θ; leaving it out keeps diagnostics cheap for 20,000 levels
-        judged = ("beta", "sigma", "correlation") if self.parameterization == "marginal" else \
-            ("beta", "sigma", "u", "correlation")
+        judged = ("beta", "sigma", "u", "correlation") if self.form.samples_u else ("beta", "sigma", "correlation")
         names = [v for v in judged if v in post]
         data = post[names]
         if self.design.rank < self.design.p:
@@ -628,10 +638,10 @@ class Fit:
 
     def _marginal_form(self) -> str:
         """What a marginal fit integrated out and how (empty for the latent parameterizations)."""
-        if self.parameterization != "marginal":
+        if self.form.samples_u:
             return ""
-        what = "u and β" if integrates_beta(self.design, self.prior_set, "marginal") else "u"
-        return f" ({what} integrated out; {_marginal.describe(self.design)})"
+        what = "u and β" if integrates_beta(self.design, self.prior_set, self.form) else "u"
+        return f" ({what} integrated out; {self.form.describe()})"
 
     def summary(self, prob: float = 0.95) -> str:
         """A plain-text report: model, fixed effects, variance components, diagnostics."""

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from .api import run_design, sample_prior
+from .api import sample_prior
 from .design import RESIDUAL, design_from_formula, with_response
 from .errors import BayesLMMError, SpecificationError
+from .pipeline import run_design
 from .spec import ModelSpec, SamplerOptions, normalize_priors
 
 

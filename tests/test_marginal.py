@@ -66,25 +66,23 @@ def test_nesting_chain_is_recognised(three_level, litter):
     ("y ~ x + (1|a:b:c) + (x|d)", 0),  # crossed, per-level products
     ("y ~ x + (1|a:b:c)", None),  # one block of one coefficient: elementwise
 ])
-def test_closed_form_u_draws_match_dense_conditional(three_level, formula, gram_max, monkeypatch):
-    from bayes_lmm import marginal
+def test_closed_form_u_draws_match_dense_conditional(three_level, formula, gram_max):
+    from bayes_lmm.likelihood import GRAM_NUMBERS_MAX, exact_form
+    from bayes_lmm.likelihood.dense import DenseForm
 
-    if gram_max is not None:
-        monkeypatch.setattr(marginal, "GRAM_NUMBERS_MAX", gram_max)
     design = bl.design_from_formula(formula, three_level)
-    closed = marginal.statistics(design)
+    form = exact_form(design, gram_numbers_max=GRAM_NUMBERS_MAX if gram_max is None else gram_max)
+    closed = form.stats
     assert closed.kind == ("nested" if "/" in formula else "crossed" if "(x|d)" in formula else "grouped")
     if closed.kind == "crossed":
         assert (closed.groups is None) == (gram_max == 0)
-    Z, X, y = design.Z, design.X, design.y
-    dense = marginal.Statistics(kind="dense", n=design.n, XtX=X.T @ X, Xty=X.T @ y, yty=float(y @ y),
-                                WtW=Z.T @ Z, WtX=Z.T @ X, Wty=Z.T @ y)
+    dense = DenseForm.from_design(design)  # the q×q form applies to any design
     S = 4000
     beta = np.tile([0.3, -0.2], (S, 1))
     sigma = np.tile([0.8, 0.6, 0.4, 0.7][-len(design.blocks) - 1 - ("(x|d)" in formula):], (S, 1))
     corr = np.full((S, 1), -0.4) if "(x|d)" in formula else None
-    a = marginal.draw_u(closed, design, beta, sigma, corr, np.random.default_rng(1))
-    b = marginal.draw_u(dense, design, beta, sigma, corr, np.random.default_rng(2))
+    a = form.draw_u(beta, sigma, corr, np.random.default_rng(1))
+    b = dense.draw_u(beta, sigma, corr, np.random.default_rng(2))
     se = np.sqrt(a.var(axis=0) / S + b.var(axis=0) / S)
     assert np.all(np.abs(a.mean(axis=0) - b.mean(axis=0)) < 5 * se)
     np.testing.assert_allclose(np.cov(a.T), np.cov(b.T), atol=0.06)
@@ -95,20 +93,19 @@ def test_closed_form_u_draws_match_dense_conditional(three_level, formula, gram_
                             ("seedling", "weight ~ genotype + (1|pot)", 0),  # per-level k = 1 sums
                             # p = 5: β's p×p system by LAPACK, not written out (p ≤ 4)
                             ("three_level", "y ~ x + a + b + c + (1|d)", None)])
-def test_marginal_loglik_equals_dense_mvn(dataset, formula, gram_max, request, monkeypatch):
+def test_marginal_loglik_equals_dense_mvn(dataset, formula, gram_max, request):
     """With β sampled the potential is log N(y | Xβ, V); with β integrated out it is
     log N(y | Xμ, V + X S₀ X') and the conditional of β is the dense Gaussian one."""
-    from bayes_lmm import marginal
     from bayes_lmm.graph import BETA_CHOL, BETA_MEAN
+    from bayes_lmm.likelihood import GRAM_NUMBERS_MAX, choose
 
-    if gram_max is not None:
-        monkeypatch.setattr(marginal, "GRAM_NUMBERS_MAX", gram_max)
     data = request.getfixturevalue(dataset)
     design = bl.design_from_formula(formula, data)
+    form = choose(design, "marginal", gram_numbers_max=GRAM_NUMBERS_MAX if gram_max is None else gram_max)
     priors = resolve_priors({}, design)
     rng = np.random.default_rng(0)
     for integrate in (False, True):
-        model = build_model(design, priors, parameterization="marginal", integrate_beta=integrate)
+        model = build_model(design, priors, form=form, integrate_beta=integrate)
         names = ["y_marginal", "sigma", *(["correlation"] if "correlation" in model.named_vars else []),
                  *([BETA_MEAN, BETA_CHOL] if integrate else ["beta"])]
         fn = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]), inputs=model.value_vars)
