@@ -5,6 +5,7 @@
 >>> fit.contrast("genotype[1] - genotype[2]")
 """
 
+from . import fit_methods as _fit_methods  # noqa: F401  (binds Fit.plot_* and Fit.save)
 from .api import build, compare, fit, fit_matrices, reml, sample_prior, simulate
 from .design import Design, design_from_formula, design_from_matrices
 from .errors import BayesLMMError, DataError, EstimabilityError, SpecificationError

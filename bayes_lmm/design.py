@@ -19,6 +19,11 @@ import pandas as pd
 
 from .errors import DataError, SpecificationError
 from .formula import FixedEncoder, RandomEncoder, parse_formula, response_values
+from .validate import check_finite as _check_finite
+from .validate import check_response
+from .validate import numeric_2d as _numeric_2d
+from .validate import single_level_error as _single_level_error
+from .var_structure import var_y_structure as _var_y_structure
 
 RESIDUAL = "Residual"
 
@@ -158,105 +163,7 @@ class Design:
         For correlated random slopes, covariances appear as ``σ_(1,Days)|Subject`` and
         covariate values as factors.
         """
-        idx = _row_selection(rows, self.n)
-        names = [self.row_labels[i] if self.row_labels else str(i) for i in idx]
-        table = pd.DataFrame("", index=names, columns=names, dtype=object)
-        zs = {b.group: b.z_matrix() for b in self.blocks}
-        for a_pos, a in enumerate(idx):
-            for b_pos, b in enumerate(idx):
-                terms: list[str] = []
-                for blk in self.blocks:
-                    z = zs[blk.group]
-                    k = blk.n_coefs
-                    za = z[a].reshape(-1, k) if blk.dense is None else None
-                    zb = z[b].reshape(-1, k) if blk.dense is None else None
-                    if blk.dense is not None:
-                        coef = float(z[a] @ z[b])
-                        if coef != 0:
-                            terms.append(_scaled(coef, f"σ²_{_sym(blk.components[0], blk)}"))
-                        continue
-                    for c1 in range(k):
-                        for c2 in range(k):
-                            if c1 != c2 and not blk.correlated:
-                                continue
-                            coef = float(za[:, c1] @ zb[:, c2])
-                            if coef == 0 or (c2 < c1):
-                                continue
-                            if c1 == c2:
-                                terms.append(_scaled(coef, f"σ²_{_sym(blk.components[c1], blk)}"))
-                            else:
-                                coef += float(za[:, c2] @ zb[:, c1])
-                                pair = f"σ_({blk.coef_names[c1]},{blk.coef_names[c2]})|{blk.group}"
-                                terms.append(_scaled(coef, pair))
-                if a == b:
-                    terms.append("σ²_e")
-                table.iloc[a_pos, b_pos] = " + ".join(terms) if terms else "0"
-        return table
-
-
-def _sym(component: str, blk: RandomBlock) -> str:
-    # "1|pot" reads as σ²_pot, as in the notes; slopes keep their term name
-    if component.startswith("1|"):
-        return component[2:]
-    return component
-
-
-def _scaled(coef: float, symbol: str) -> str:
-    if coef == 1:
-        return symbol
-    return f"{coef:g}·{symbol}"
-
-
-def _row_selection(rows, n: int) -> list[int]:
-    if rows is None:
-        return list(range(min(n, 10)))
-    if isinstance(rows, slice):
-        return list(range(n))[rows]
-    idx = [int(r) for r in np.atleast_1d(rows)]
-    bad = [r for r in idx if not -n <= r < n]
-    if bad:
-        raise DataError(f"rows {bad} are out of range for {n} observations")
-    return [r % n for r in idx]
-
-
-def _numeric_2d(value, what: str) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise DataError(f"{what} must be numeric; it contains values that are not numbers") from None
-    return arr
-
-
-def _check_finite(arr: np.ndarray, what: str, labels: Sequence[str] | None = None) -> None:
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        if arr.ndim == 2:
-            rows, cols = np.nonzero(bad)
-            where = ", ".join(
-                f"row {r}" + (f" column {labels[c]!r}" if labels is not None else f" column {c}")
-                for r, c in list(zip(rows, cols))[:5]
-            )
-        else:
-            where = ", ".join(f"row {r}" for r in np.nonzero(bad)[0][:5])
-        raise DataError(f"{what} has {int(bad.sum())} missing or non-finite values (first: {where})")
-
-
-def check_response(y: np.ndarray, name: str) -> None:
-    """Raise :class:`DataError` naming the response if y is empty, non-finite or constant."""
-    if y.ndim != 1:
-        raise DataError(f"y must be one-dimensional, got shape {y.shape}")
-    if y.size == 0:
-        raise DataError("y is empty: there are no observations to fit")
-    _check_finite(y, f"response {name!r}")
-    if y.size > 1 and np.ptp(y) == 0:
-        raise DataError(f"response {name!r} is constant ({y[0]:g}); there is no variation to model")
-
-
-def _single_level_error(name: str, level: str) -> DataError:
-    return DataError(
-        f"random factor {name!r} has a single level ({level!r}); a variance component "
-        f"needs at least two levels"
-    )
+        return _var_y_structure(self, rows)
 
 
 def design_from_matrices(
@@ -491,18 +398,3 @@ def with_response(template: Design, y: Any, name: str) -> Design:
             data = data.copy()
             data[column] = values
     return dataclasses.replace(template, y=values, y_name=name, data=data)
-
-
-def new_data_blocks(design: Design, data: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
-    """For new data: per block, (level index with -1 for unseen levels, values)."""
-    frame = _prepare_data(data, [c for c in design.factor_columns if c in data.columns])
-    out = []
-    for blk in design.blocks:
-        missing = [v for v in blk.encoder.term.variables if v not in frame.columns]
-        if missing:
-            raise DataError(f"new data lacks grouping column(s) {missing}")
-        labels = _group_labels(frame, blk.encoder.term.variables).astype(str)
-        lookup = {lev: i for i, lev in enumerate(blk.levels)}
-        index = labels.map(lookup).fillna(-1).to_numpy(dtype=np.int64)
-        out.append((index, blk.encoder.new_values(frame)))
-    return out

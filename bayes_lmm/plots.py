@@ -75,7 +75,7 @@ def plot_variance_components(fit: Fit, *, random_seed: int | None = None):
 
 
 def plot_forest(fit: Fit, *, prob: float = 0.95, contrasts: bool = True):
-    """Forest plot of the fixed effects and of the contrasts asked for so far."""
+    """Forest plot of the fixed effects and of the contrasts stored so far (``fit.contrast(..., store=True)``)."""
     import arviz as az
 
     names = ["beta"] + (["contrasts"] if contrasts and "contrasts" in fit.idata.posterior else [])
@@ -147,7 +147,7 @@ def plot_check(fit: Fit, statistics: Sequence[str] = ("sd_group_means",), groups
 
     from .checks import STATISTICS
 
-    y_rep = fit._replicated(random_seed=random_seed)
+    y_rep = fit.replicated(random_seed=random_seed)
     codes = grouping_codes(fit.design, groups)
     table = check_table(fit.design.y, y_rep, codes, statistics)
     fig, axes = plt.subplots(1, len(table), figsize=(3.6 * len(table), 3.0), squeeze=False)

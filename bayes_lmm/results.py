@@ -1,17 +1,19 @@
-"""The :class:`Fit`: spec, design, priors and InferenceData, with the summaries users read.
+"""The :class:`Fit`: what a fit is (spec, design, priors, form, sampler record, draws, seed)
+and the questions users ask of it, each answered by a module of pure functions.
 
-Every table is a pandas DataFrame indexed by the names users wrote (columns of X, variance
-components, contrast labels). Interval arguments: ``prob`` (mass) and ``interval``
-(``"eti"`` equal-tailed, ``"hdi"`` highest density).
+Tables (:mod:`.tables`), contrasts and marginal means (:mod:`.means`), prediction
+(:mod:`.prediction`), predictive checks (:mod:`.checks`) and diagnostics
+(:mod:`.diagnostics`) take the design and the draws; the methods here delegate in a line or
+two. Queries never change the fit: only :meth:`Fit.posterior_predictive`,
+:meth:`Fit.log_likelihood` and ``contrast(..., store=True)`` add to ``fit.idata``, as they
+say. The plotting methods and :meth:`Fit.save` are bound by :mod:`bayes_lmm.fit_methods`
+(this module imports neither :mod:`.plots` nor :mod:`.persist`).
 """
 
 from __future__ import annotations
 
-import itertools
-import re
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import arviz as az
@@ -22,76 +24,20 @@ import xarray as xr
 
 from . import checks as _checks
 from . import contrasts as _contrasts
-from . import plots as _plots
-from . import variance as _variance
-from .design import RESIDUAL, Design, _row_selection, new_data_blocks
-from .errors import DataError, SpecificationError
-from .formula import parse_formula
-from .graph import integrates_beta
+from . import means as _means
+from . import prediction as _prediction
+from . import tables as _tables
+from .design import Design
+from .diagnostics import ESS_MIN_PER_CHAIN, RHAT_MAX, Diagnostics, diagnose
+from .graph import build_model, integrates_beta
 from .likelihood import Form, choose
 from .priors import PriorSet
 from .reml import reml_design
 from .seeds import Seed
-from .spec import NEW_GROUPS, ModelSpec, SamplerOptions
+from .spec import ModelSpec, SamplerOptions
+from .tables import VarY
 
-#: thresholds behind the diagnostics warnings
-RHAT_MAX = 1.01
-ESS_MIN_PER_CHAIN = 100
-
-
-@dataclass(frozen=True)
-class Diagnostics:
-    """Convergence diagnostics of a fit."""
-
-    divergences: int
-    draws: int
-    max_rhat: float
-    min_ess_bulk: float
-    min_ess_tail: float
-    chains: int
-    target_accept: float
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems()
-
-    def problems(self) -> list[str]:
-        """Plain-language description of each problem, with what to do about it."""
-        out = []
-        if self.divergences:
-            out.append(
-                f"{self.divergences} of {self.draws} draws ended in a divergence (target_accept "
-                f"was {self.target_accept:g}); the posterior may be biased. Try "
-                f"target_accept=0.99, parameterization='centered' for many groups with lots of "
-                f"data each, or more informative priors on the variance components."
-            )
-        if self.max_rhat > RHAT_MAX:
-            out.append(
-                f"max R-hat is {self.max_rhat:.3f} (> {RHAT_MAX}): the chains disagree. "
-                f"Run more tune/draws or check the model for weakly identified parameters."
-            )
-        if self.min_ess_bulk < ESS_MIN_PER_CHAIN * self.chains:
-            out.append(
-                f"smallest bulk ESS is {self.min_ess_bulk:.0f} (< {ESS_MIN_PER_CHAIN} per chain): "
-                f"intervals are imprecise. Draw more samples."
-            )
-        return out
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "divergences": self.divergences, "draws": self.draws, "max_rhat": self.max_rhat,
-            "min_ess_bulk": self.min_ess_bulk, "min_ess_tail": self.min_ess_tail,
-            "chains": self.chains, "target_accept": self.target_accept,
-        }
-
-
-@dataclass(frozen=True)
-class VarY:
-    """Posterior summary of Var(y) for chosen rows: three row × row tables."""
-
-    mean: pd.DataFrame
-    lower: pd.DataFrame
-    upper: pd.DataFrame
+__all__ = ["Fit", "Diagnostics", "VarY", "RHAT_MAX", "ESS_MIN_PER_CHAIN"]
 
 
 class Fit:
@@ -109,8 +55,12 @@ class Fit:
     options : SamplerOptions
     parameterization : str
         The parameterization actually used (``auto`` resolved).
+    form : bayes_lmm.likelihood.Form
+        The likelihood form the fit used (chosen once, :func:`bayes_lmm.likelihood.choose`).
     sampler : str
         The sampler actually used.
+    seed : bayes_lmm.seeds.Seed
+        The seed every random stream of the fit was spawned from (:attr:`random_seed`).
     """
 
     def __init__(self, *, spec: ModelSpec, options: SamplerOptions, design: Design,
@@ -124,12 +74,9 @@ class Fit:
         self.parameterization = parameterization
         self.sampler = sampler
         self.target_accept = target_accept
-        #: the likelihood form the fit used (chosen once, :func:`bayes_lmm.likelihood.choose`)
         self.form = form if form is not None else choose(design, parameterization)
-        #: the seed every random stream of the fit was spawned from
         self.seed = seed if seed is not None else Seed.resolve(options.random_seed)
-        self._contrast_draws: dict[str, np.ndarray] = {}
-        self._diagnostics: Diagnostics | None = None  # computed once: the draws never change
+        self._diagnostics: Diagnostics | None = None  # a memo: the draws never change
 
     @property
     def random_seed(self) -> int:
@@ -140,10 +87,7 @@ class Fit:
     # ------------------------------------------------------------------ draws
     def draws(self, name: str) -> np.ndarray:
         """Posterior draws of a variable with chains and draws flattened: shape (S, …)."""
-        if name not in self.idata.posterior:
-            raise SpecificationError(f"the posterior has no variable {name!r}")
-        arr = self.idata.posterior[name].to_numpy()
-        return arr.reshape((-1,) + arr.shape[2:])
+        return _tables.draws(self.idata.posterior, name)
 
     @property
     def n_draws(self) -> int:
@@ -157,16 +101,12 @@ class Fit:
 
     @property
     def component_names(self) -> list[str]:
-        return list(self.design.components) + [RESIDUAL]
+        return _tables.component_names(self.design)
+
+    def _u_draws(self) -> np.ndarray | None:
+        return self.draws("u") if self.design.blocks else None
 
     # ------------------------------------------------------------------ tables
-    def _ess_rhat(self, var: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        data = self.idata.posterior[[var]]
-        bulk = az.ess(data, method="bulk")[var].to_numpy()
-        tail = az.ess(data, method="tail")[var].to_numpy()
-        rhat = az.rhat(data)[var].to_numpy()
-        return bulk, tail, rhat
-
     def fixed_effects(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
         """Posterior of β: one row per column of X.
 
@@ -174,15 +114,7 @@ class Fit:
         ``estimable`` (False for a coefficient that alone is not estimable, e.g. γ1 under
         the notes' full coding: its posterior then reflects the prior, not the data).
         """
-        beta = self.draws("beta")
-        table = _contrasts.summarize(beta, self.design.x_names, prob=prob, interval=interval)
-        table.index.name = "term"
-        bulk, tail, rhat = self._ess_rhat("beta")
-        table["ess_bulk"], table["ess_tail"], table["r_hat"] = bulk, tail, rhat
-        P = _contrasts.row_space_projector(self.design.X)
-        eye = np.eye(self.design.p)
-        table["estimable"] = np.linalg.norm(eye - eye @ P, axis=1) < 1e-8
-        return table[["mean", "sd", "median", "lower", "upper", "ess_bulk", "ess_tail", "r_hat", "estimable"]]
+        return _tables.fixed_effects(self.design, self.idata.posterior, prob, interval=interval)
 
     def variance_components(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
         """One row per variance component plus ``Residual``.
@@ -190,19 +122,11 @@ class Fit:
         Columns: ``sd_mean, sd_median, sd_lower, sd_upper``, the same for ``variance``
         (σ²) and ``fraction`` (σ_j² over the sum of all σ²), and ``ess_bulk, r_hat`` of σ.
         """
-        sigma = self.draws("sigma")
-        table = _variance.variance_table(sigma, self.component_names, prob=prob, interval=interval)
-        bulk, _, rhat = self._ess_rhat("sigma")
-        table["ess_bulk"], table["r_hat"] = bulk, rhat
-        return table
+        return _tables.variance_components(self.design, self.idata.posterior, prob, interval=interval)
 
     def variance_ratio(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
         """σ_j²/σ_e² for each component: the notes' ratio that, if known, gives the Aitken model."""
-        sigma = self.draws("sigma")
-        ratio = sigma[:, :-1] ** 2 / sigma[:, -1:] ** 2
-        out = _contrasts.summarize(ratio, self.design.components, prob=prob, interval=interval)
-        out.index.name = "component"
-        return out[["mean", "median", "sd", "lower", "upper"]]
+        return _tables.variance_ratio(self.design, self.idata.posterior, prob, interval=interval)
 
     def icc(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
         """Intraclass correlations, one row per random-intercept factor.
@@ -211,38 +135,24 @@ class Fit:
         factor, therefore its outer levels): for the notes' Example 2, ``(ℓ + a)/(ℓ + a + e)``
         for two samples of one animal and ``ℓ/(ℓ + a + e)`` for two animals of one litter.
         """
-        d = _variance.icc_draws(self.design, self.draws("sigma"), self.component_names)
-        if not d:
-            raise SpecificationError("the model has no random-intercept factor, so no ICC")
-        draws = np.column_stack(list(d.values()))
-        out = _contrasts.summarize(draws, list(d), prob=prob, interval=interval)
-        out.index.name = "component"
-        return out[["mean", "median", "sd", "lower", "upper"]]
+        return _tables.icc(self.design, self.idata.posterior, prob, interval=interval)
 
     def random_effects(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
         """Posterior of each entry of u (the BLUP-like predicted random effects)."""
-        if "u" not in self.idata.posterior:
-            raise SpecificationError("the model has no random effects")
-        out = _contrasts.summarize(self.draws("u"), self.design.u_labels, prob=prob, interval=interval)
-        out.index.name = "u"
-        return out[["mean", "median", "sd", "lower", "upper"]]
+        return _tables.random_effects(self.design, self.idata.posterior, prob, interval=interval)
 
     def random_effect_correlations(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
         """Correlations between correlated random effects, e.g. ``(1,Days)|Subject``."""
-        if "correlation" not in self.idata.posterior:
-            raise SpecificationError(
-                "the model has no correlated random effects; write (1 + x | g) to model them"
-            )
-        labels = list(self.idata.posterior["correlation"].coords["correlation_pair"].to_numpy())
-        out = _contrasts.summarize(self.draws("correlation"), labels, prob=prob, interval=interval)
-        out.index.name = "correlation"
-        bulk, _, rhat = self._ess_rhat("correlation")
-        out["ess_bulk"], out["r_hat"] = bulk, rhat
-        return out.drop(columns=["prob_positive"])
+        return _tables.random_effect_correlations(self.design, self.idata.posterior, prob, interval=interval)
+
+    def var_y(self, rows: Sequence[int] | slice | None = None, prob: float = 0.95) -> VarY:
+        """Posterior mean and interval of ``Var(y) = ZGZ' + R`` for chosen observations."""
+        return _tables.var_y(self.design, self.idata.posterior, rows, prob)
 
     # ------------------------------------------------------------------ contrasts
     def contrast(self, spec: Any = None, prob: float = 0.95, *, pairwise: str | None = None,
-                 interval: str = "eti", rope: tuple[float, float] | None = None) -> pd.DataFrame:
+                 interval: str = "eti", rope: tuple[float, float] | None = None,
+                 store: bool = False) -> pd.DataFrame:
         """Posterior of estimable functions Cβ.
 
         Parameters
@@ -259,73 +169,26 @@ class Fit:
         interval : {"eti", "hdi"}
         rope : (low, high), optional
             Region of practical equivalence; adds ``prob_in_rope``.
+        store : bool
+            Also store the draws in ``idata.posterior`` as ``contrasts`` (dim ``contrast``)
+            for ArviZ's own plots and summaries (and :meth:`plot_forest`).
 
         Returns
         -------
         DataFrame
             One row per contrast: ``mean, median, sd, lower, upper, prob_positive``
-            (and ``prob_in_rope``). The draws are also stored in ``idata.posterior`` as
-            ``contrasts`` (dim ``contrast``) for ArviZ's own plots and summaries.
+            (and ``prob_in_rope``).
 
         Raises
         ------
         EstimabilityError
             If a row of C is not in the row space of X; the message names the contrast.
         """
-        if (spec is None) == (pairwise is None):
-            raise SpecificationError("give either a contrast spec or pairwise=<factor>, not both or neither")
-        if pairwise is not None:
-            labels, C = self._pairwise_matrix(pairwise)
-        else:
-            labels, C = _contrasts.contrast_matrix(spec, self.design.x_names)
-        _contrasts.check_estimable(labels, C, self.design.X, self.design.x_names)
+        labels, C = _means.contrast_rows(self.design, spec, pairwise)
         draws = self.draws("beta") @ C.T
-        self._store_contrasts(labels, draws)
+        if store:
+            self.idata.posterior = _means.with_contrasts(self.idata.posterior, labels, draws)
         return _contrasts.summarize(draws, labels, prob=prob, interval=interval, rope=rope)
-
-    def _store_contrasts(self, labels: Sequence[str], draws: np.ndarray) -> None:
-        for j, lab in enumerate(labels):
-            self._contrast_draws[lab] = draws[:, j]
-        post = self.idata.posterior
-        shape = (post.sizes["chain"], post.sizes["draw"])
-        names = list(self._contrast_draws)
-        stacked = np.stack([self._contrast_draws[n].reshape(shape) for n in names], axis=-1)
-        da = xr.DataArray(stacked, dims=("chain", "draw", "contrast"),
-                          coords={"chain": post["chain"], "draw": post["draw"], "contrast": names})
-        post = post.drop_vars(["contrasts", "contrast"], errors="ignore")
-        self.idata.posterior = post.assign(contrasts=da)
-
-    def _reference_grid(self, factors: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
-        design = self.design
-        if design.fixed_encoder is None or design.data is None:
-            raise SpecificationError(
-                "marginal means and pairwise contrasts need a model fitted from a formula "
-                "(bl.fit); for explicit X give the contrast as a C matrix"
-            )
-        data = design.data
-        for f in factors:
-            if f not in data.columns:
-                raise SpecificationError(f"{f!r} is not a column of the data")
-        names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", parse_formula(design.formula).fixed))
-        fixed_cols = [c for c in data.columns if c in names]
-        cat = [c for c in fixed_cols if not pd.api.types.is_numeric_dtype(data[c])
-               or isinstance(data[c].dtype, pd.CategoricalDtype)]
-        for f in factors:
-            if f not in cat:
-                raise SpecificationError(
-                    f"{f!r} is not a categorical fixed-effect factor of the model; factors are {cat}"
-                )
-        levels = {c: list(pd.Categorical(data[c]).categories) for c in cat}
-        grid = pd.DataFrame(list(itertools.product(*levels.values())), columns=list(levels))
-        for c in fixed_cols:
-            if c not in cat:
-                grid[c] = float(data[c].mean())
-        for c in data.columns:
-            if c not in grid.columns:
-                grid[c] = data[c].iloc[0]
-        for c in cat:
-            grid[c] = pd.Categorical(grid[c], categories=levels[c])
-        return grid, cat
 
     def marginal_means(self, factors: str | Sequence[str], prob: float = 0.95, *,
                        interval: str = "eti") -> pd.DataFrame:
@@ -335,96 +198,20 @@ class Fit:
         covariates at their means and sets random effects to zero; means are averaged
         equally over the factors not asked for (as emmeans does).
         """
-        labels, C = self._marginal_matrix(factors)
+        labels, C = _means.marginal_matrix(self.design, factors)
         _contrasts.check_estimable(labels, C, self.design.X, self.design.x_names)
         out = _contrasts.summarize(self.draws("beta") @ C.T, labels, prob=prob, interval=interval)
         out.index.name = "level"
         return out[["mean", "median", "sd", "lower", "upper"]]
 
-    def _marginal_matrix(self, factors: str | Sequence[str]) -> tuple[list[str], np.ndarray]:
-        factors = [factors] if isinstance(factors, str) else list(factors)
-        grid, _ = self._reference_grid(factors)
-        Xg = self.design.fixed_encoder.new_matrix(grid)
-        keys = grid[factors].astype(str).agg(":".join, axis=1)
-        labels, rows = [], []
-        for key in pd.unique(keys):
-            labels.append(key)
-            rows.append(Xg[(keys == key).to_numpy()].mean(axis=0))
-        return labels, np.vstack(rows)
-
-    def _pairwise_matrix(self, factor: str) -> tuple[list[str], np.ndarray]:
-        labels, M = self._marginal_matrix(factor)
-        out_labels, rows = [], []
-        for a, b in itertools.combinations(range(len(labels)), 2):
-            out_labels.append(f"{factor}[{labels[a]}] - {factor}[{labels[b]}]")
-            rows.append(M[a] - M[b])
-        if not rows:
-            raise SpecificationError(f"factor {factor!r} has a single level; nothing to compare")
-        return out_labels, np.vstack(rows)
-
-    # ------------------------------------------------------------------ Var(y)
-    def _corr_draws(self) -> np.ndarray | None:
-        return self.draws("correlation") if "correlation" in self.idata.posterior else None
-
-    def var_y(self, rows: Sequence[int] | slice | None = None, prob: float = 0.95) -> VarY:
-        """Posterior mean and interval of ``Var(y) = ZGZ' + R`` for chosen observations."""
-        idx = _row_selection(rows, self.design.n)
-        draws = _variance.var_y_draws(self.design, self.draws("sigma"), self._corr_draws(), idx)
-        labels = [self.design.row_labels[i] for i in idx]
-        a = (1 - prob) / 2
-
-        def frame(m):
-            return pd.DataFrame(m, index=labels, columns=labels)
-
-        return VarY(mean=frame(draws.mean(axis=0)), lower=frame(np.quantile(draws, a, axis=0)),
-                    upper=frame(np.quantile(draws, 1 - a, axis=0)))
-
     # ------------------------------------------------------------------ prediction
     def predict_draws(self, new_data: pd.DataFrame, *, kind: str = "mean", new_groups: str = "sample",
                       random_seed: int | None = None) -> np.ndarray:
         """Draws of predictions for new rows: shape (S, n_new). See :meth:`predict`."""
-        if kind not in ("mean", "response"):
-            raise SpecificationError(f"kind must be 'mean' or 'response', got {kind!r}")
-        if new_groups not in NEW_GROUPS:
-            raise SpecificationError(f"new_groups must be one of {NEW_GROUPS}, got {new_groups!r}")
-        design = self.design
-        if design.fixed_encoder is None:
-            raise SpecificationError("predict needs a model fitted from a formula (bl.fit)")
-        if not isinstance(new_data, pd.DataFrame) or new_data.shape[0] == 0:
-            raise DataError("new_data must be a non-empty pandas DataFrame")
-        rng = self.seed.rng("prediction", random_seed)
-        Xn = design.fixed_encoder.new_matrix(new_data.copy())
-        eta = self.draws("beta") @ Xn.T
-        S = eta.shape[0]
-        u = self.draws("u") if design.blocks else None
-        sigma = self.draws("sigma")
-        corr = self._corr_draws()
-        u_at = 0
-        blocks = _variance.block_draws(design, sigma, corr)
-        for (blk, sd, c), (index, values) in zip(blocks, new_data_blocks(design, new_data)):
-            k = blk.n_coefs
-            ub = u[:, u_at : u_at + blk.n_levels * k].reshape(S, blk.n_levels, k)
-            seen = index >= 0
-            if seen.any():
-                eta[:, seen] += np.einsum("snk,nk->sn", ub[:, index[seen]], values[seen])
-            if (~seen).any():
-                labels = _new_labels(new_data, blk, ~seen)
-                if new_groups == "error":
-                    raise DataError(
-                        f"levels {sorted(set(labels))[:5]} of {blk.group!r} were not seen in training; "
-                        f"use new_groups='sample' to draw their effects from G or 'zero' to ignore them"
-                    )
-                if new_groups == "sample":
-                    L = _variance.lambda_draws(sd, c, k)  # G_b = L L'
-                    uniq = list(dict.fromkeys(labels))
-                    z = rng.standard_normal((S, len(uniq), k))
-                    unew = np.einsum("skm,slm->slk", L, z)
-                    pos = np.array([uniq.index(lab) for lab in labels])
-                    eta[:, ~seen] += np.einsum("snk,nk->sn", unew[:, pos], values[~seen])
-            u_at += blk.n_levels * k
-        if kind == "response":
-            eta = eta + rng.standard_normal(eta.shape) * sigma[:, -1:]
-        return eta
+        return _prediction.predict_draws(
+            self.design, self.draws("beta"), self.draws("sigma"), self._u_draws(),
+            _tables.corr_draws(self.idata.posterior), new_data, kind=kind, new_groups=new_groups,
+            rng=self.seed.rng("prediction", random_seed))
 
     def predict(self, new_data: pd.DataFrame, *, kind: str = "mean", new_groups: str = "sample",
                 random_seed: int | None = None, prob: float = 0.95) -> pd.DataFrame:
@@ -440,7 +227,7 @@ class Fit:
             For levels not seen in training: draw new effects from G per posterior draw,
             set them to zero (the population mean), or raise :class:`DataError`.
         random_seed : int, optional
-            Same seed, same result.
+            Same seed, same result (default: the fit's own prediction stream).
 
         Returns
         -------
@@ -452,11 +239,12 @@ class Fit:
         return out[["mean", "median", "sd", "lower", "upper"]]
 
     # ------------------------------------------------------------------ predictive checks
-    def _replicated(self, *, new_groups: bool = False, random_seed: int | None = None) -> np.ndarray:
-        rng = self.seed.rng("replication", random_seed)
-        u = self.draws("u") if self.design.blocks else None
-        return _checks.replicate(self.design, self.draws("beta"), self.draws("sigma"), u,
-                                 self._corr_draws(), new_groups=new_groups, rng=rng)
+    def replicated(self, *, new_groups: bool = False, random_seed: int | None = None) -> np.ndarray:
+        """Replicated y for every posterior draw, shape (S, n), from the fit's replication
+        stream (or ``random_seed``); see :meth:`posterior_predictive`."""
+        return _checks.replicate(self.design, self.draws("beta"), self.draws("sigma"), self._u_draws(),
+                                 _tables.corr_draws(self.idata.posterior), new_groups=new_groups,
+                                 rng=self.seed.rng("replication", random_seed))
 
     def posterior_predictive(self, *, new_groups: bool = False, random_seed: int | None = None):
         """Replicated y for every posterior draw, stored as ``idata.posterior_predictive["y"]``.
@@ -464,15 +252,17 @@ class Fit:
         ``new_groups=False`` conditions on the fitted u (checks the within-group model);
         ``True`` draws fresh u ~ N(0, G) per draw (checks the between-group model too).
         """
-        y_rep = self._replicated(new_groups=new_groups, random_seed=random_seed)
-        post = self.idata.posterior
-        da = xr.DataArray(y_rep.reshape(post.sizes["chain"], post.sizes["draw"], -1),
-                          dims=("chain", "draw", "obs"),
-                          coords={"chain": post["chain"], "draw": post["draw"]})
+        y_rep = self.replicated(new_groups=new_groups, random_seed=random_seed)
         if "posterior_predictive" in self.idata.groups():
             del self.idata.posterior_predictive
-        self.idata.add_groups(posterior_predictive=xr.Dataset({"y": da}))
+        self.idata.add_groups(posterior_predictive=xr.Dataset({"y": self._per_draw(y_rep)}))
         return self.idata
+
+    def _per_draw(self, values: np.ndarray) -> xr.DataArray:
+        """(S, n) values as a (chain, draw, obs) array."""
+        post = self.idata.posterior
+        return xr.DataArray(values.reshape(post.sizes["chain"], post.sizes["draw"], -1),
+                            dims=("chain", "draw", "obs"), coords={"chain": post["chain"], "draw": post["draw"]})
 
     def check(self, statistics: Sequence[str] | None = None, groups: Sequence[str] | None = None, *,
               new_groups: bool = False, random_seed: int | None = None) -> pd.DataFrame:
@@ -495,20 +285,14 @@ class Fit:
         ``p_value = Pr(T(y_rep) ≥ T(y))``, values near 0 or 1 flag a misfit.
         """
         statistics = list(_checks.STATISTICS) if statistics is None else list(statistics)
-        y_rep = self._replicated(new_groups=new_groups, random_seed=random_seed)
-        return _checks.check_table(self.design.y, y_rep, _checks.grouping_codes(self.design, groups),
-                                   statistics)
+        y_rep = self.replicated(new_groups=new_groups, random_seed=random_seed)
+        return _checks.check_table(self.design.y, y_rep, _checks.grouping_codes(self.design, groups), statistics)
 
     def log_likelihood(self) -> az.InferenceData:
         """Add the pointwise log-likelihood (given u) as ``idata.log_likelihood["y"]``."""
         if "log_likelihood" not in self.idata.groups():
-            u = self.draws("u") if self.design.blocks else None
-            ll = _checks.pointwise_loglik(self.design, self.draws("beta"), self.draws("sigma"), u)
-            post = self.idata.posterior
-            da = xr.DataArray(ll.reshape(post.sizes["chain"], post.sizes["draw"], -1),
-                              dims=("chain", "draw", "obs"),
-                              coords={"chain": post["chain"], "draw": post["draw"]})
-            self.idata.add_groups(log_likelihood=xr.Dataset({"y": da}))
+            ll = _checks.pointwise_loglik(self.design, self.draws("beta"), self.draws("sigma"), self._u_draws())
+            self.idata.add_groups(log_likelihood=xr.Dataset({"y": self._per_draw(ll)}))
         return self.idata
 
     def loo(self):
@@ -517,8 +301,6 @@ class Fit:
         Warns with the number of observations whose Pareto k exceeds 0.7 (their LOO
         estimate is unreliable).
         """
-        import warnings
-
         self.log_likelihood()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -532,40 +314,8 @@ class Fit:
 
     def prior_predictive(self, draws: int = 500, *, random_seed: int | None = None) -> az.InferenceData:
         """Draws of every parameter and of y from the priors alone (nothing is fitted)."""
-        from .graph import build_model
-
-        model = build_model(self.design, self.prior_set, parameterization="noncentered")
-        with model:
+        with build_model(self.design, self.prior_set, parameterization="noncentered"):
             return pm.sample_prior_predictive(draws=draws, random_seed=self.seed.integer("prior_predictive", random_seed))
-
-    # ------------------------------------------------------------------ plots
-    def plot_ppc(self, **kwargs):
-        """See :func:`bayes_lmm.plots.plot_ppc`."""
-        return _plots.plot_ppc(self, **kwargs)
-
-    def plot_variance_components(self, **kwargs):
-        """See :func:`bayes_lmm.plots.plot_variance_components`."""
-        return _plots.plot_variance_components(self, **kwargs)
-
-    def plot_forest(self, **kwargs):
-        """See :func:`bayes_lmm.plots.plot_forest`."""
-        return _plots.plot_forest(self, **kwargs)
-
-    def plot_shrinkage(self, factor: str | None = None):
-        """See :func:`bayes_lmm.plots.plot_shrinkage`."""
-        return _plots.plot_shrinkage(self, factor)
-
-    def plot_var_y(self, rows: Sequence[int] | None = None):
-        """See :func:`bayes_lmm.plots.plot_var_y`."""
-        return _plots.plot_var_y(self, rows)
-
-    def plot_diagnostics(self, kind: str = "trace"):
-        """See :func:`bayes_lmm.plots.plot_diagnostics`."""
-        return _plots.plot_diagnostics(self, kind)
-
-    def plot_check(self, statistics: Sequence[str] = ("sd_group_means",), groups=None, **kwargs):
-        """See :func:`bayes_lmm.plots.plot_check`."""
-        return _plots.plot_check(self, statistics, groups, **kwargs)
 
     # ------------------------------------------------------------------ REML cross-check
     def compare_reml(self, prob: float = 0.95) -> pd.DataFrame:
@@ -574,26 +324,7 @@ class Fit:
         Index: (kind, name) with kind ``beta``, ``sd`` or ``correlation``. Columns:
         ``bayes_median, bayes_lower, bayes_upper, reml`` (and ``reml_se`` for β).
         """
-        r = reml_design(self.design)
-        fe = self.fixed_effects(prob)
-        rows = []
-        for name in self.design.x_names:
-            if fe.loc[name, "estimable"]:
-                rows.append(("beta", name, fe.loc[name, "median"], fe.loc[name, "lower"],
-                             fe.loc[name, "upper"], r.fixed_effects.loc[name, "estimate"],
-                             r.fixed_effects.loc[name, "se"]))
-        vc = self.variance_components(prob)
-        for name in vc.index:
-            rows.append(("sd", name, vc.loc[name, "sd_median"], vc.loc[name, "sd_lower"],
-                         vc.loc[name, "sd_upper"], r.variance_components.loc[name, "sd"], np.nan))
-        if "correlation" in self.idata.posterior:
-            corr = self.random_effect_correlations(prob)
-            for name in corr.index:
-                rows.append(("correlation", name, corr.loc[name, "median"], corr.loc[name, "lower"],
-                             corr.loc[name, "upper"], r.correlations.loc[name, "estimate"], np.nan))
-        out = pd.DataFrame(rows, columns=["kind", "name", "bayes_median", "bayes_lower",
-                                          "bayes_upper", "reml", "reml_se"])
-        return out.set_index(["kind", "name"])
+        return _tables.compare_reml(self.design, self.idata.posterior, reml_design(self.design), prob)
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> Diagnostics:
@@ -603,37 +334,9 @@ class Fit:
         For a rank-deficient X (the notes' full coding) β enters through its estimable
         functions: the distinct rows of Xβ.
         """
-        if self._diagnostics is not None:
-            return self._diagnostics
-        post = self.idata.posterior
-        # after a marginal fit u is drawn exactly given each (β, θ) draw, so its mixing is that
-        # of β and θ; leaving it out keeps diagnostics cheap for 20,000 levels
-        judged = ("beta", "sigma", "u", "correlation") if self.form.samples_u else ("beta", "sigma", "correlation")
-        names = [v for v in judged if v in post]
-        data = post[names]
-        if self.design.rank < self.design.p:
-            # with a rank-deficient X only estimable functions are identified: judge convergence
-            # on the distinct rows of Xβ (cell means), not on the prior-only null-space direction
-            rows = np.unique(self.design.X, axis=0)
-            cells = np.einsum("cdp,rp->cdr", post["beta"].to_numpy(), rows)
-            data = data.assign(beta=(("chain", "draw", "cell"), cells))
-        rhat = az.rhat(data)
-        bulk = az.ess(data, method="bulk")
-        tail = az.ess(data, method="tail")
-
-        def extreme(ds, fn):
-            vals = np.concatenate([np.atleast_1d(ds[v].to_numpy()).ravel() for v in names])
-            vals = vals[np.isfinite(vals)]
-            return float(fn(vals)) if vals.size else float("nan")
-
-        div = 0
-        if "sample_stats" in self.idata.groups() and "diverging" in self.idata.sample_stats:
-            div = int(self.idata.sample_stats["diverging"].sum())
-        self._diagnostics = Diagnostics(
-            divergences=div, draws=self.n_draws, max_rhat=extreme(rhat, np.max),
-            min_ess_bulk=extreme(bulk, np.min), min_ess_tail=extreme(tail, np.min),
-            chains=int(post.sizes["chain"]), target_accept=self.target_accept,
-        )
+        if self._diagnostics is None:
+            self._diagnostics = diagnose(self.idata, self.design, judge_u=self.form.samples_u,
+                                         target_accept=self.target_accept)
         return self._diagnostics
 
     def _marginal_form(self) -> str:
@@ -667,16 +370,5 @@ class Fit:
         lines += [f"  WARNING: {p}" for p in d.problems()]
         return "\n".join(lines)
 
-    def save(self, path) -> Path:
-        """Write the fit (InferenceData, spec, design inputs) to one NetCDF file; see :func:`bl.load`."""
-        from .persist import save
-
-        return save(self, path)
-
     def __repr__(self) -> str:
         return f"<bayes_lmm.Fit n={self.design.n} p={self.design.p} components={self.component_names}>"
-
-
-def _new_labels(data: pd.DataFrame, blk, mask: np.ndarray) -> list[str]:
-    parts = [data[v].astype(str).to_numpy()[mask] for v in blk.encoder.term.variables]
-    return [":".join(t) for t in zip(*parts)]

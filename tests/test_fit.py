@@ -45,8 +45,8 @@ def test_notes_estimable_functions_as_contrasts(seedling_fit):
 
 
 def test_contrasts_stored_for_arviz(seedling_fit):
-    seedling_fit.contrast({"d": [0, 1, -1]})
-    seedling_fit.contrast(np.array([[1.0, 1, 0]]))
+    seedling_fit.contrast({"d": [0, 1, -1]}, store=True)
+    seedling_fit.contrast(np.array([[1.0, 1, 0]]), store=True)
     post = seedling_fit.idata.posterior
     assert "contrasts" in post and "d" in list(post["contrasts"].coords["contrast"].values)
     summary = az.summary(seedling_fit.idata, var_names=["contrasts"])

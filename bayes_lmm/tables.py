@@ -1,0 +1,144 @@
+"""The posterior tables of a fit: pure functions of the design and the posterior draws.
+
+``post`` is the InferenceData's posterior (chains kept, for ESS and R-hat); every table is
+a pandas DataFrame indexed by the names users wrote. Interval arguments: ``prob`` (mass)
+and ``interval`` (``"eti"`` equal-tailed, ``"hdi"`` highest density).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import contrasts as _contrasts
+from . import variance as _variance
+from .design import RESIDUAL, Design
+from .diagnostics import ess_rhat
+from .errors import SpecificationError
+from .validate import row_selection
+
+
+@dataclass(frozen=True)
+class VarY:
+    """Posterior summary of Var(y) for chosen rows: three row × row tables."""
+
+    mean: pd.DataFrame
+    lower: pd.DataFrame
+    upper: pd.DataFrame
+
+
+def draws(post, name: str) -> np.ndarray:
+    """Posterior draws of a variable with chains and draws flattened: shape (S, …)."""
+    if name not in post:
+        raise SpecificationError(f"the posterior has no variable {name!r}")
+    arr = post[name].to_numpy()
+    return arr.reshape((-1,) + arr.shape[2:])
+
+
+def corr_draws(post) -> np.ndarray | None:
+    return draws(post, "correlation") if "correlation" in post else None
+
+
+def component_names(design: Design) -> list[str]:
+    return list(design.components) + [RESIDUAL]
+
+
+def fixed_effects(design: Design, post, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+    """Posterior of β: one row per column of X (see :meth:`bayes_lmm.Fit.fixed_effects`)."""
+    table = _contrasts.summarize(draws(post, "beta"), design.x_names, prob=prob, interval=interval)
+    table.index.name = "term"
+    table["ess_bulk"], table["ess_tail"], table["r_hat"] = ess_rhat(post, "beta")
+    P = _contrasts.row_space_projector(design.X)
+    eye = np.eye(design.p)
+    table["estimable"] = np.linalg.norm(eye - eye @ P, axis=1) < 1e-8
+    return table[["mean", "sd", "median", "lower", "upper", "ess_bulk", "ess_tail", "r_hat", "estimable"]]
+
+
+def variance_components(design: Design, post, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+    """One row per variance component plus ``Residual`` (see :meth:`bayes_lmm.Fit.variance_components`)."""
+    table = _variance.variance_table(draws(post, "sigma"), component_names(design), prob=prob, interval=interval)
+    bulk, _, rhat = ess_rhat(post, "sigma")
+    table["ess_bulk"], table["r_hat"] = bulk, rhat
+    return table
+
+
+def variance_ratio(design: Design, post, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+    """σ_j²/σ_e² for each component."""
+    sigma = draws(post, "sigma")
+    ratio = sigma[:, :-1] ** 2 / sigma[:, -1:] ** 2
+    out = _contrasts.summarize(ratio, design.components, prob=prob, interval=interval)
+    out.index.name = "component"
+    return out[["mean", "median", "sd", "lower", "upper"]]
+
+
+def icc(design: Design, post, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+    """Intraclass correlations, one row per random-intercept factor."""
+    d = _variance.icc_draws(design, draws(post, "sigma"), component_names(design))
+    if not d:
+        raise SpecificationError("the model has no random-intercept factor, so no ICC")
+    out = _contrasts.summarize(np.column_stack(list(d.values())), list(d), prob=prob, interval=interval)
+    out.index.name = "component"
+    return out[["mean", "median", "sd", "lower", "upper"]]
+
+
+def random_effects(design: Design, post, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+    """Posterior of each entry of u."""
+    if "u" not in post:
+        raise SpecificationError("the model has no random effects")
+    out = _contrasts.summarize(draws(post, "u"), design.u_labels, prob=prob, interval=interval)
+    out.index.name = "u"
+    return out[["mean", "median", "sd", "lower", "upper"]]
+
+
+def random_effect_correlations(design: Design, post, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+    """Correlations between correlated random effects, e.g. ``(1,Days)|Subject``."""
+    if "correlation" not in post:
+        raise SpecificationError(
+            "the model has no correlated random effects; write (1 + x | g) to model them"
+        )
+    labels = list(post["correlation"].coords["correlation_pair"].to_numpy())
+    out = _contrasts.summarize(draws(post, "correlation"), labels, prob=prob, interval=interval)
+    out.index.name = "correlation"
+    bulk, _, rhat = ess_rhat(post, "correlation")
+    out["ess_bulk"], out["r_hat"] = bulk, rhat
+    return out.drop(columns=["prob_positive"])
+
+
+def var_y(design: Design, post, rows: Sequence[int] | slice | None = None, prob: float = 0.95) -> VarY:
+    """Posterior mean and interval of ``Var(y) = ZGZ' + R`` for chosen observations."""
+    idx = row_selection(rows, design.n)
+    vy = _variance.var_y_draws(design, draws(post, "sigma"), corr_draws(post), idx)
+    labels = [design.row_labels[i] for i in idx]
+    a = (1 - prob) / 2
+
+    def frame(m):
+        return pd.DataFrame(m, index=labels, columns=labels)
+
+    return VarY(mean=frame(vy.mean(axis=0)), lower=frame(np.quantile(vy, a, axis=0)),
+                upper=frame(np.quantile(vy, 1 - a, axis=0)))
+
+
+def compare_reml(design: Design, post, reml, prob: float = 0.95) -> pd.DataFrame:
+    """Bayes and REML (``reml``, a :class:`~bayes_lmm.reml.RemlResult`) side by side."""
+    fe = fixed_effects(design, post, prob)
+    rows = []
+    for name in design.x_names:
+        if fe.loc[name, "estimable"]:
+            rows.append(("beta", name, fe.loc[name, "median"], fe.loc[name, "lower"],
+                         fe.loc[name, "upper"], reml.fixed_effects.loc[name, "estimate"],
+                         reml.fixed_effects.loc[name, "se"]))
+    vc = variance_components(design, post, prob)
+    for name in vc.index:
+        rows.append(("sd", name, vc.loc[name, "sd_median"], vc.loc[name, "sd_lower"],
+                     vc.loc[name, "sd_upper"], reml.variance_components.loc[name, "sd"], np.nan))
+    if "correlation" in post:
+        corr = random_effect_correlations(design, post, prob)
+        for name in corr.index:
+            rows.append(("correlation", name, corr.loc[name, "median"], corr.loc[name, "lower"],
+                         corr.loc[name, "upper"], reml.correlations.loc[name, "estimate"], np.nan))
+    out = pd.DataFrame(rows, columns=["kind", "name", "bayes_median", "bayes_lower",
+                                      "bayes_upper", "reml", "reml_se"])
+    return out.set_index(["kind", "name"])

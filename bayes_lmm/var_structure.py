@@ -1,0 +1,65 @@
+"""The symbolic ``Var(y) = ZGZ' + R`` of a design, entry by entry, as the notes write it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from .validate import row_selection
+
+
+def var_y_structure(design, rows: Sequence[int] | slice | None = None) -> pd.DataFrame:
+    """The symbolic block of ``Var(y) = ZGZ' + R`` for the chosen rows of ``design``.
+
+    Entries read like the notes' tables, e.g. ``σ²_litter + σ²_litter:animal + σ²_e``.
+    For correlated random slopes, covariances appear as ``σ_(1,Days)|Subject`` and
+    covariate values as factors.
+    """
+    idx = row_selection(rows, design.n)
+    names = [design.row_labels[i] if design.row_labels else str(i) for i in idx]
+    table = pd.DataFrame("", index=names, columns=names, dtype=object)
+    zs = {b.group: b.z_matrix() for b in design.blocks}
+    for a_pos, a in enumerate(idx):
+        for b_pos, b in enumerate(idx):
+            terms: list[str] = []
+            for blk in design.blocks:
+                z = zs[blk.group]
+                k = blk.n_coefs
+                za = z[a].reshape(-1, k) if blk.dense is None else None
+                zb = z[b].reshape(-1, k) if blk.dense is None else None
+                if blk.dense is not None:
+                    coef = float(z[a] @ z[b])
+                    if coef != 0:
+                        terms.append(_scaled(coef, f"σ²_{_sym(blk.components[0], blk)}"))
+                    continue
+                for c1 in range(k):
+                    for c2 in range(k):
+                        if c1 != c2 and not blk.correlated:
+                            continue
+                        coef = float(za[:, c1] @ zb[:, c2])
+                        if coef == 0 or (c2 < c1):
+                            continue
+                        if c1 == c2:
+                            terms.append(_scaled(coef, f"σ²_{_sym(blk.components[c1], blk)}"))
+                        else:
+                            coef += float(za[:, c2] @ zb[:, c1])
+                            pair = f"σ_({blk.coef_names[c1]},{blk.coef_names[c2]})|{blk.group}"
+                            terms.append(_scaled(coef, pair))
+            if a == b:
+                terms.append("σ²_e")
+            table.iloc[a_pos, b_pos] = " + ".join(terms) if terms else "0"
+    return table
+
+
+def _sym(component: str, blk) -> str:
+    # "1|pot" reads as σ²_pot, as in the notes; slopes keep their term name
+    if component.startswith("1|"):
+        return component[2:]
+    return component
+
+
+def _scaled(coef: float, symbol: str) -> str:
+    if coef == 1:
+        return symbol
+    return f"{coef:g}·{symbol}"
