@@ -27,8 +27,9 @@ from . import contrasts as _contrasts
 from . import means as _means
 from . import prediction as _prediction
 from . import tables as _tables
+from .convergence import diagnose
 from .design import Design
-from .diagnostics import ESS_MIN_PER_CHAIN, RHAT_MAX, Diagnostics, diagnose
+from .diagnostics import ESS_MIN_PER_CHAIN, RHAT_MAX, Diagnostics
 from .graph import build_model, integrates_beta
 from .likelihood import Form, choose
 from .priors import PriorSet

@@ -15,8 +15,8 @@ import pandas as pd
 
 from . import contrasts as _contrasts
 from . import variance as _variance
+from .convergence import ess_rhat
 from .design import RESIDUAL, Design
-from .diagnostics import ess_rhat
 from .errors import SpecificationError
 from .validate import row_selection
 

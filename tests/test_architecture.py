@@ -91,7 +91,7 @@ def test_results_is_below_plots_and_persist():
     assert not graph["bayes_lmm.results"] & {"bayes_lmm.plots", "bayes_lmm.persist", "bayes_lmm.fit_methods"}
     below = {m for m in graph if m.startswith("bayes_lmm.likelihood")} | {
         "bayes_lmm.graph", "bayes_lmm.design", "bayes_lmm.tables", "bayes_lmm.means", "bayes_lmm.prediction",
-        "bayes_lmm.checks", "bayes_lmm.diagnostics", "bayes_lmm.completion"}
+        "bayes_lmm.checks", "bayes_lmm.diagnostics", "bayes_lmm.convergence", "bayes_lmm.completion"}
     assert not [m for m in below if "bayes_lmm.results" in graph[m]]
 
 
