@@ -77,10 +77,12 @@ def run_design(spec: ModelSpec, design: Design, options: SamplerOptions, *, cond
     seed = Seed.resolve(options.random_seed)
     sampler = resolve_sampler(options.sampler)
     target = options.target_accept if options.target_accept is not None else default_target_accept(design, form)
+    # only nutpie keeps compiled models by structure (the key comes from the form's signature)
+    cache_key = model_signature(design, prior_set, form) if sampler == "nutpie" else None
     idata = sample(
         model, sampler=sampler, draws=options.draws, tune=options.tune, chains=options.chains,
         random_seed=seed.integer("chains"), target_accept=float(target), progressbar=options.progressbar,
-        cache_key=model_signature(design, prior_set, form), cores=options.cores,
+        cache_key=cache_key, cores=options.cores,
     )
     complete(idata, form, design, prior_set, seed, draw_u=conditional_u)
     if "observed_data" not in idata.groups():
