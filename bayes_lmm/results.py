@@ -8,7 +8,6 @@ components, contrast labels). Interval arguments: ``prob`` (mass) and ``interval
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,7 +294,7 @@ class Fit:
         for f in factors:
             if f not in data.columns:
                 raise SpecificationError(f"{f!r} is not a column of the data")
-        names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", parse_formula(design.formula).fixed))
+        names = set(parse_formula(design.formula).fixed_columns)
         fixed_cols = [c for c in data.columns if c in names]
         cat = [c for c in fixed_cols if not pd.api.types.is_numeric_dtype(data[c])
                or isinstance(data[c].dtype, pd.CategoricalDtype)]
