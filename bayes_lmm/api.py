@@ -205,7 +205,10 @@ def fit(
     formula : str
         Fixed part as in formulae/patsy (``a * x``); random terms ``(1|g)``, ``(1|a/b)``
         (nested), ``(1 + x|g)`` (correlated, LKJ prior), ``(x||g)`` (uncorrelated).
-        Only the transforms log, exp, sqrt, scale, center and C may be called.
+        Only the transforms log, exp, sqrt, scale, center may be called, besides
+        ``C(x, Treatment("b"))`` / ``C(x, levels=[…])`` (factor, reference level),
+        ``I(x**2)`` (arithmetic, parsed, never executed) and ``Q("my col")`` or backticks
+        (names that are not identifiers). ``|`` outside parentheses is an error.
     data : DataFrame
         Never modified.
     coding : {"treatment", "full"}
@@ -286,11 +289,12 @@ def _design_for(spec_or_fit: Any, data: pd.DataFrame | None, coding: str, factor
             raise SpecificationError("simulating from a formula needs a template data frame (data=)")
         from .formula import parse_formula
 
-        response = parse_formula(spec_or_fit).response
+        parsed = parse_formula(spec_or_fit)
+        response = parsed.response_column
+        if response is None:
+            raise SpecificationError(f"cannot simulate a transformed response {parsed.response!r}")
         template = data.copy()
         if response not in template.columns:
-            if not response.isidentifier():
-                raise SpecificationError(f"cannot simulate a transformed response {response!r}")
             # placeholder values only to build X and Z; they are replaced below
             template[response] = np.random.default_rng(0).normal(size=len(template))
         return design_from_formula(spec_or_fit, template, coding=coding, factors=factors), None, (template, response)

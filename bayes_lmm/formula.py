@@ -300,7 +300,12 @@ def eval_frame(parsed: ParsedFormula, data: pd.DataFrame) -> pd.DataFrame:
         if col in data.columns and isinstance(data[col].dtype, pd.CategoricalDtype) \
                 and not data[col].dtype.ordered:
             new[col] = data[col].cat.as_ordered()
-    return data.assign(**new) if new else data
+    if not new:
+        return data
+    frame = data.copy(deep=False)  # setting a column replaces it in the copy only
+    for name, values in new.items():
+        frame[name] = values
+    return frame
 
 
 def _evaluate(formula: str, data: pd.DataFrame, what: str):

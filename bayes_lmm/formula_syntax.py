@@ -22,7 +22,7 @@ import pandas as pd
 
 from .errors import DataError, SpecificationError
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_NAME = re.compile(r"[^\W\d][\w.]*")  # identifiers as Python and formulae read them, dots allowed
 _NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 #: prefix of the placeholder that stands for a C(…) term until the formula is split
 FACTOR_MARK = "\x00C"

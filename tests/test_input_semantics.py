@@ -185,6 +185,9 @@ def test_new_data_is_encoded_with_the_training_levels(frame):
     Xn = design.fixed_encoder.new_matrix(new)
     rows = [frame.index[(frame.g == g) & (frame.trt == t)][0] for g, t in zip(new.g, new.trt)]
     np.testing.assert_array_equal(Xn, design.X[rows])
+    shuffled = new.assign(g=pd.Categorical(new.g, categories=["f", "a", "c"]),
+                          trt=pd.Categorical(new.trt, categories=["lo", "ctl", "hi", "x"]))
+    np.testing.assert_array_equal(design.fixed_encoder.new_matrix(shuffled), design.X[rows])
     with pytest.raises(bl.DataError, match=r"levels \(zz\) in 'g'"):
         design.fixed_encoder.new_matrix(new.assign(g=["c", "zz", "a"]))
 
