@@ -15,7 +15,7 @@ import pymc as pm
 import xarray as xr
 
 from . import marginal
-from .dataprep import integer_coded_hints
+from .dataprep import warn_integer_coded
 from .design import Design, design_from_formula, design_from_matrices
 from .errors import SpecificationError
 from .graph import (
@@ -53,13 +53,6 @@ def default_target_accept(design: Design, parameterization: str) -> float:
     if fewest < 30:
         return 0.95
     return 0.9
-
-
-def warn_integer_coded(design: Design) -> None:
-    """Warn, before any sampling, about a column of few distinct integers that enters X as a
-    number (a slope) although it probably codes groups; see :func:`integer_coded_hints`."""
-    for hint in integer_coded_hints(design.formula, design.data, design.factor_columns):
-        warnings.warn(hint, UserWarning, stacklevel=3)
 
 
 def resolve_parameterization(requested: str, design: Design) -> str:
@@ -225,7 +218,7 @@ def fit(
     spec = ModelSpec(formula=formula, coding=coding, priors=normalize_priors(priors),
                      parameterization=parameterization, factors=tuple(factors))
     design = design_from_formula(formula, data, coding=coding, factors=factors)
-    warn_integer_coded(design)
+    warn_integer_coded(design.formula, design.data, design.factor_columns)
     return run_design(spec, design, options)
 
 
@@ -254,7 +247,7 @@ def reml(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, coding: 
         if data is None:
             raise SpecificationError("bl.reml(formula, data): data is required with a formula")
         design = design_from_formula(formula_or_matrices, data, coding=coding, factors=factors)
-        warn_integer_coded(design)
+        warn_integer_coded(design.formula, design.data, design.factor_columns)
     elif isinstance(formula_or_matrices, tuple) and len(formula_or_matrices) == 3:
         y, X, Z = formula_or_matrices
         design = design_from_matrices(y, X, Z, x_names=x_names)

@@ -12,6 +12,7 @@ missing values, ±inf in a numeric column, and text in a column that is otherwis
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -213,3 +214,10 @@ def integer_coded_hints(formula: str, data: pd.DataFrame, factors: Sequence[str]
             f"factor with factors=[{col!r}] or C({quote(col)})"
         )
     return out
+
+
+def warn_integer_coded(formula: str, data: pd.DataFrame, factors: Sequence[str]) -> None:
+    """Warn, before any sampling, with each :func:`integer_coded_hints` hint (``bl.fit``,
+    ``bl.reml``); the warning points at the caller's line."""
+    for hint in integer_coded_hints(formula, data, factors):
+        warnings.warn(hint, UserWarning, stacklevel=3)

@@ -19,8 +19,9 @@ import pandas as pd
 from .dataprep import check_columns, check_finite
 from .dataprep import natural_levels as _natural_levels
 from .dataprep import prepare_data as _prepare_data
+from .encoders import FixedEncoder, RandomEncoder, response_values
 from .errors import DataError, SpecificationError
-from .formula import FixedEncoder, RandomEncoder, parse_formula, response_values
+from .formula import parse_formula
 
 RESIDUAL = "Residual"
 

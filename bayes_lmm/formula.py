@@ -1,11 +1,11 @@
-"""Thin adapter over the ``formulae`` package for lme4-style formulas.
+"""Parsing lme4-style formulas into response, fixed part and random terms.
 
-``formulae`` parses and evaluates the fixed and random-slope expressions. This module adds
-what it lacks: ``(x || g)`` expansion, keeping track of which group terms came from one
-``( … | g)`` term (so that they are correlated, as in lme4), the notes' overparameterized
-``coding="full"``, and a closed namespace of safe transforms so that a formula cannot run
-arbitrary code. Quoted names, ``I()`` arithmetic and ``C()`` level orders are resolved first
-by :mod:`bayes_lmm.formula_syntax`.
+``formulae`` evaluates the fixed and random-slope expressions (:mod:`bayes_lmm.encoders`).
+This module adds what it lacks: ``(x || g)`` expansion, keeping track of which group terms
+came from one ``( … | g)`` term (so that they are correlated, as in lme4), the notes'
+overparameterized ``coding="full"``, and a closed list of safe transforms so that a formula
+cannot run arbitrary code. Quoted names, ``I()`` arithmetic and ``C()`` level orders are
+resolved first by :mod:`bayes_lmm.formula_syntax`.
 """
 
 from __future__ import annotations
@@ -13,18 +13,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
-from formulae import design_matrices, model_description
-from formulae.environment import Environment
+from formulae import model_description
 
-from .errors import BayesLMMError, DataError, SpecificationError
+from .errors import SpecificationError
 from .formula_syntax import (
     FACTOR_MARK,
     FactorSpec,
     arith_columns,
     caret,
-    evaluate_arith,
     mask,
     quote,
     references,
@@ -34,13 +30,7 @@ from .formula_syntax import (
 
 #: functions a formula may call; nothing else is reachable from a formula.
 SAFE_TRANSFORMS = ("log", "exp", "sqrt", "scale", "center", "C", "I", "Q")
-_NUMPY_TRANSFORMS = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt}
 _MARK = re.compile(re.escape(f"`{FACTOR_MARK}") + r"(\d+)`")
-
-
-def _environment() -> Environment:
-    # a fresh, closed namespace: no caller frame, no module globals
-    return Environment([dict(_NUMPY_TRANSFORMS)])
 
 
 def _check_calls(text: str) -> None:
@@ -169,13 +159,16 @@ def _expand_lhs_uncorrelated(lhs: str) -> list[str]:
     return out
 
 
-def _grouping(right: str, inner: str, formula: str, pos: int) -> list[tuple[str, tuple[str, ...]]]:
+def _grouping(right: str, inner: str, formula: str, pos: int,
+              computed: dict[str, str]) -> list[tuple[str, tuple[str, ...]]]:
     """The nested groupings of ``a/b`` (``a``, ``a:b``), each with its columns."""
     nested = []
     for g in _split_top(right, "/"):
         toks = tokenize(g)
         ok = len(toks) % 2 == 1 and all(
-            t.kind in ("name", "quoted") if k % 2 == 0 else (t.kind == "op" and t.text == ":")
+            (t.kind in ("name", "quoted") and t.text not in computed
+             and not t.text.startswith(FACTOR_MARK))
+            if k % 2 == 0 else (t.kind == "op" and t.text == ":")
             for k, t in enumerate(toks))
         if not ok:
             raise SpecificationError(
@@ -249,12 +242,14 @@ def parse_formula(formula: str) -> ParsedFormula:
                 + caret(text, offset + start)
             )
         lhs_parts = _expand_lhs_uncorrelated(left) if double else [left]
-        for group, names in _grouping(right, inner, text, offset + start):
+        for group, names in _grouping(right, inner, text, offset + start, dict(rw.computed)):
             for part in lhs_parts:
                 random.append(RandomTerm(lhs=part, group=group, variables=names))
     fixed_rest = "".join(fixed_text)
     if _has_top_bar(fixed_rest):
-        raise _bar_outside_error(formula, _unmark(response, rw), rhs)
+        # shown as typed: Q(), I() and C() hold no top-level '|', so the original splits the same
+        typed = mask(formula).index("~")
+        raise _bar_outside_error(formula, formula[:typed].strip(), formula[typed + 1 :])
     fixed_terms = [t.strip() for t in _split_top(fixed_rest, "+") if t.strip()]
     fixed = " + ".join(fixed_terms) if fixed_terms else "1"
     computed = dict(rw.computed)
@@ -290,115 +285,3 @@ def parse_formula(formula: str) -> ParsedFormula:
 
 def _unmark(text: str, rw) -> str:
     return _MARK.sub(lambda m: quote(rw.factors[int(m.group(1))].column), text)
-
-
-def eval_frame(parsed: ParsedFormula, data: pd.DataFrame) -> pd.DataFrame:
-    """The frame formulae evaluates: ``data`` plus the ``I(…)`` columns, with categorical
-    columns ordered so that formulae keeps their category order (it sorts unordered ones)."""
-    new = {name: evaluate_arith(expr, data) for name, expr in parsed.computed}
-    for col in parsed.value_columns:
-        if col in data.columns and isinstance(data[col].dtype, pd.CategoricalDtype) \
-                and not data[col].dtype.ordered:
-            new[col] = data[col].cat.as_ordered()
-    if not new:
-        return data
-    frame = data.copy(deep=False)  # setting a column replaces it in the copy only
-    for name, values in new.items():
-        frame[name] = values
-    return frame
-
-
-def _evaluate(formula: str, data: pd.DataFrame, what: str):
-    try:
-        # ±inf from log(0) and the like is reported by the caller, naming the column and rows
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return design_matrices(formula, data, na_action="error", env=_environment())
-    except SpecificationError:
-        raise
-    except Exception as exc:
-        raise SpecificationError(f"could not evaluate {what} {formula!r}: {exc}") from None
-
-
-class FixedEncoder:
-    """Builds X (with column labels) from data, and again from new data with the same encoding.
-
-    ``coding="treatment"`` is formulae's default (first level is the reference, labels like
-    ``genotype[2]``). ``coding="full"`` gives the notes' cell-effects X: an ``Intercept``
-    column followed by every level of every factor term (``genotype[1]``, ``genotype[2]``),
-    so X is rank-deficient and only estimable functions Cβ are identified.
-    """
-
-    def __init__(self, parsed: ParsedFormula, data: pd.DataFrame, coding: str):
-        self.coding = coding
-        self.parsed = parsed
-        data = eval_frame(parsed, data)
-        if coding == "treatment":
-            dm = _evaluate(f"{parsed.response} ~ {parsed.fixed}", data, "fixed effects")
-            self._parts = [dm.common]
-        else:
-            terms = [t.strip() for t in _split_top(parsed.fixed, "+") if t.strip()]
-            dropped = [t for t in terms if t in ("0", "-1", "1")]
-            terms = [t for t in terms if t not in ("0", "-1", "1")]
-            self._parts = []
-            if not any(t in ("0", "-1") for t in dropped):
-                self._parts.append(_evaluate(f"{parsed.response} ~ 1", data, "intercept").common)
-            for term in terms:
-                dm = _evaluate(f"{parsed.response} ~ 0 + {term}", data, f"fixed term {term!r}")
-                self._parts.append(dm.common)
-        self.names = tuple(
-            str(c) for part in self._parts for c in part.as_dataframe().columns
-        )
-
-    def matrix(self) -> np.ndarray:
-        """X for the training data."""
-        return np.column_stack([np.asarray(p.design_matrix, dtype=float) for p in self._parts])
-
-    def new_matrix(self, data: pd.DataFrame) -> np.ndarray:
-        """X for new data, using the training encoding (same levels, same columns)."""
-        frame = eval_frame(self.parsed, data)
-        try:
-            blocks = [np.asarray(p.evaluate_new_data(frame).design_matrix, dtype=float) for p in self._parts]
-        except BayesLMMError:
-            raise
-        except Exception as exc:
-            raise DataError(f"could not build X for the new data: {exc}") from None
-        return np.column_stack(blocks)
-
-
-class RandomEncoder:
-    """The per-row covariates of one random term's left-hand side (e.g. ``1``, ``Days``)."""
-
-    def __init__(self, term: RandomTerm, data: pd.DataFrame, parsed: ParsedFormula):
-        self.term = term
-        self.parsed = parsed
-        dm = _evaluate(f"{term.lhs}", eval_frame(parsed, data), f"random term ({term.lhs}|{term.group})")
-        self._common = dm.common
-        self.coef_names = tuple(
-            "1" if str(c) == "Intercept" else str(c) for c in dm.common.as_dataframe().columns
-        )
-
-    def values(self) -> np.ndarray:
-        return np.asarray(self._common.design_matrix, dtype=float)
-
-    def new_values(self, data: pd.DataFrame) -> np.ndarray:
-        frame = eval_frame(self.parsed, data)
-        try:
-            return np.asarray(self._common.evaluate_new_data(frame).design_matrix, dtype=float)
-        except Exception as exc:
-            raise DataError(
-                f"could not build Z columns of ({self.term.lhs}|{self.term.group}) for new data: {exc}"
-            ) from None
-
-
-def response_values(parsed: ParsedFormula, data: pd.DataFrame) -> np.ndarray:
-    """The response vector y, evaluated by formulae (so ``log(y) ~ …`` works)."""
-    dm = _evaluate(f"{parsed.response} ~ 1", eval_frame(parsed, data), "response")
-    if dm.response is None:
-        raise SpecificationError(f"formula {parsed.formula!r} has no response")
-    values = np.asarray(dm.response.design_matrix)
-    if values.ndim == 2 and values.shape[1] != 1:
-        raise DataError(
-            f"response {parsed.response!r} must be numeric (one column); it encodes "
-            f"{values.shape[1]} columns, so it looks categorical"
-        )
-    return values.reshape(-1).astype(float)

@@ -324,6 +324,9 @@ def rewrite(formula: str) -> Rewritten:
             close = tokens[_closing(tokens, k, text, "{", "}")]
             spans += [(t.start, t.end, "I("), (close.start, close.end, ")")]
     text = _replace(text, spans)
+    stray = [t for t in tokenize(text) if t.kind == "op" and t.text == "}"]
+    if stray:
+        raise SpecificationError("unbalanced '}' in formula" + caret(text, stray[0].start))
     computed: dict[str, str] = {}
     spans = []
     for start, end, inner in _calls(text, "I"):

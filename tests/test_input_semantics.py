@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import bayes_lmm as bl
+from bayes_lmm import api
 from bayes_lmm.priors import resolve_priors
 from bayes_lmm.results import Fit
 from bayes_lmm.spec import ModelSpec, SamplerOptions
@@ -254,6 +255,22 @@ def test_i_rejects_anything_but_arithmetic(frame, expr, piece):
         bl.design_from_formula(f"y ~ I({expr}) + (1|g)", frame)
 
 
+def test_a_model_card_may_use_i_but_cannot_run_code(tmp_path, seedling, capsys):
+    from bayes_lmm.cli import main
+
+    seedling.to_csv(tmp_path / "d.csv", index=False)
+    card = tmp_path / "card.toml"
+    card.write_text('[model]\ndata = "d.csv"\nformula = "weight ~ I(genotype * 2 - 1) + (1|`pot`)"\n')
+    assert main(["reml", str(card)]) == 0
+    assert "I(genotype * 2 - 1)" in capsys.readouterr().out
+    marker = tmp_path / "pwned"
+    card.write_text('[model]\ndata = "d.csv"\nformula = '
+                    f'"weight ~ I(__import__(\'os\').system(\'touch {marker}\')) + (1|pot)"\n')
+    assert main(["reml", str(card)]) == 2
+    assert "is not allowed" in capsys.readouterr().err
+    assert not marker.exists()
+
+
 def test_i_on_a_text_column_is_a_data_error(frame):
     with pytest.raises(bl.DataError, match="I\\(g \\* 2\\) does arithmetic on column 'g'"):
         bl.design_from_formula("y ~ I(g * 2) + (1|`my g`)", frame)
@@ -268,9 +285,12 @@ def _hints(call):
     return [str(w.message) for w in caught if "distinct integers" in str(w.message)]
 
 
-def test_integer_coded_fixed_column_gets_a_factor_hint(seedling, sleepstudy):
+def test_integer_coded_fixed_column_gets_a_factor_hint(seedling, sleepstudy, monkeypatch):
     hints = _hints(lambda: bl.reml("weight ~ genotype + (1|pot)", seedling))
     assert len(hints) == 1
+    # bl.fit says so before it samples (the sampling itself is stubbed out here)
+    monkeypatch.setattr(api, "run_design", lambda *args, **kwargs: None)
+    assert _hints(lambda: bl.fit("weight ~ genotype + (1|pot)", seedling)) == hints
     assert "'genotype'" in hints[0] and "factors=['genotype']" in hints[0] and "C(genotype)" in hints[0]
     # asked for as a factor, a genuine covariate (Days: 10 values), or only a grouping: no hint
     assert not _hints(lambda: bl.reml("weight ~ genotype + (1|pot)", seedling, factors=["genotype"]))
