@@ -105,6 +105,13 @@ def prepare_data(data: pd.DataFrame, factors: Sequence[str],
                     f"the two uses"
                 )
     frame = data.copy()  # never touch the caller's data
+    for col in parsed.value_columns if parsed is not None else ():
+        # numbers held as Python objects (formulae cannot read them): the same numbers as floats
+        if col in frame.columns and col not in factors and col not in specs \
+                and frame[col].dtype == object and all(
+                    isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+                    for v in frame[col]):
+            frame[col] = frame[col].astype(float)
     for col in dict.fromkeys([*factors, *specs]):
         frame[col] = pd.Categorical(frame[col], categories=_factor_levels(frame[col], specs.get(col), col))
     for col in frame.columns:

@@ -359,7 +359,9 @@ def design_from_formula(
     """Build a :class:`Design` from an lme4-style formula and a DataFrame.
 
     Grouping columns are always treated as factors; ``factors`` names further columns
-    (e.g. a numerically coded genotype) to treat as categorical in the fixed part.
+    (e.g. a numerically coded genotype) to treat as categorical in the fixed part, as does
+    ``C(x)`` in the formula (``C(x, Treatment("b"))``, ``C(x, levels=[…])`` also set the
+    reference level and the level order; see :mod:`bayes_lmm.dataprep`).
     The caller's DataFrame is copied, never modified.
     """
     parsed = parse_formula(formula)

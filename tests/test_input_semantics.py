@@ -95,6 +95,15 @@ def test_text_in_a_numeric_column_stays_a_factor_when_asked(sleepstudy, frame):
     assert design.x_names == ("Intercept", "dose[low]", "dose[mid]", "code[A1]")
 
 
+def test_numbers_held_as_python_objects_are_a_covariate(sleepstudy):
+    # regression: formulae failed on an object column ("Variable is of an unrecognized type")
+    df = sleepstudy.assign(Days=sleepstudy["Days"].astype(object))
+    design = bl.design_from_formula("Reaction ~ Days + (1|Subject)", df)
+    assert design.x_names == ("Intercept", "Days")
+    np.testing.assert_array_equal(design.X[:, 1], sleepstudy["Days"])
+    assert df["Days"].dtype == object
+
+
 def test_text_in_the_response_names_the_rows(sleepstudy):
     df = sleepstudy.assign(Reaction=sleepstudy["Reaction"].astype(object))
     df.loc[3, "Reaction"] = "missing"
