@@ -240,6 +240,14 @@ class RandomEncoder:
     def values(self) -> np.ndarray:
         return np.asarray(self._common.design_matrix, dtype=float)
 
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Data columns the left-hand side reads (``("Days",)`` for ``(Days|Subject)``)."""
+        names: list[str] = []
+        for t in self._common.terms.values():
+            names += [v for v in sorted(getattr(t, "var_names", ())) if v not in names]
+        return tuple(names)
+
     def new_values(self, data: pd.DataFrame) -> np.ndarray:
         try:
             return np.asarray(self._common.evaluate_new_data(data).design_matrix, dtype=float)
