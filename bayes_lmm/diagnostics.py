@@ -106,15 +106,11 @@ class Diagnostics:
         if self.outliers:
             out.append(
                 f"{_count(self.outliers)} |y − posterior mean of Xβ + Zu| > {OUTLIER_Z:g} σ_e "
-                f"(posterior mean): {_rows(self.outliers, '{:.1f} σ_e')}. Check them for recording "
-                f"errors; they pull σ_e and their group's u."
+                f"(posterior mean): {_rows(self.outliers, '{:.1f} σ_e')}. Check for recording errors: "
+                f"such rows inflate σ_e and pull their group's u."
             )
         if self.high_pareto_k:
-            out.append(
-                f"{_count(self.high_pareto_k)} PSIS-LOO Pareto k > {PARETO_K_MAX}: "
-                f"{_rows(self.high_pareto_k, 'k = {:.2f}')}. Each is influential (an outlier, or "
-                f"one of the few rows of its group); their LOO estimates are unreliable."
-            )
+            out.append(pareto_note(self.high_pareto_k))
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -123,6 +119,13 @@ class Diagnostics:
             "min_ess_bulk": self.min_ess_bulk, "min_ess_tail": self.min_ess_tail,
             "chains": self.chains, "target_accept": self.target_accept,
         }
+
+
+def pareto_note(rows: tuple[FlaggedRow, ...]) -> str:
+    """The message naming the rows whose PSIS-LOO Pareto k is too high."""
+    return (f"{_count(rows)} PSIS-LOO Pareto k > {PARETO_K_MAX}: {_rows(rows, 'k = {:.2f}')}. "
+            f"Each is influential (an outlier, or one of the few rows of its group); their LOO "
+            f"estimates are unreliable.")
 
 
 def _sigma(component: str) -> str:
@@ -180,4 +183,4 @@ def residual_outliers(design: Design, beta: np.ndarray, u: np.ndarray | None,
 
 
 __all__ = ["Diagnostics", "FlaggedRow", "RHAT_MAX", "ESS_MIN_PER_CHAIN", "OUTLIER_Z", "PARETO_K_MAX",
-           "single_observation_components", "flag_rows", "residual_outliers"]
+           "single_observation_components", "flag_rows", "residual_outliers", "pareto_note"]

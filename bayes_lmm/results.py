@@ -504,7 +504,7 @@ class Fit:
         k = np.asarray(result.pareto_k, dtype=float)
         self._high_pareto_k = _diagnostics.flag_rows(self.design, k, _diagnostics.PARETO_K_MAX)
         if self._high_pareto_k:
-            warnings.warn(self.diagnostics().notes()[-1], UserWarning, stacklevel=2)
+            warnings.warn(_diagnostics.pareto_note(self._high_pareto_k), UserWarning, stacklevel=2)
         return result
 
     def prior_predictive(self, draws: int = 500, *, random_seed: int | None = None) -> az.InferenceData:
