@@ -12,7 +12,7 @@ from formulae import design_matrices
 from formulae.environment import Environment
 
 from .errors import BayesLMMError, DataError, SpecificationError
-from .formula import ParsedFormula, RandomTerm, _split_top
+from .formula import ParsedFormula, RandomTerm, _columns_of, _split_top
 from .formula_syntax import evaluate_arith
 
 _NUMPY_TRANSFORMS = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt}
@@ -110,6 +110,13 @@ class RandomEncoder:
 
     def values(self) -> np.ndarray:
         return np.asarray(self._common.design_matrix, dtype=float)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Data columns the left-hand side reads (``("Days",)`` for ``(Days|Subject)``; the
+        columns inside ``I(…)``, not the computed name)."""
+        cols = _columns_of(self.term.lhs, dict(self.parsed.computed), self.parsed.factors)
+        return tuple(dict.fromkeys(c for c, _, _ in cols))
 
     def new_values(self, data: pd.DataFrame) -> np.ndarray:
         frame = eval_frame(self.parsed, data)

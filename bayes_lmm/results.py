@@ -7,6 +7,7 @@ components, contrast labels). Interval arguments: ``prob`` (mass) and ``interval
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,66 +22,18 @@ import xarray as xr
 
 from . import checks as _checks
 from . import contrasts as _contrasts
+from . import diagnostics as _diagnostics
 from . import marginal as _marginal
 from . import plots as _plots
 from . import variance as _variance
 from .design import RESIDUAL, Design, _row_selection, new_data_blocks
+from .diagnostics import ESS_MIN_PER_CHAIN, RHAT_MAX, Diagnostics  # noqa: F401 - re-exported
 from .errors import DataError, SpecificationError
 from .formula import parse_formula
 from .graph import integrates_beta
 from .priors import PriorSet
 from .reml import reml_design
 from .spec import NEW_GROUPS, ModelSpec, SamplerOptions
-
-#: thresholds behind the diagnostics warnings
-RHAT_MAX = 1.01
-ESS_MIN_PER_CHAIN = 100
-
-
-@dataclass(frozen=True)
-class Diagnostics:
-    """Convergence diagnostics of a fit."""
-
-    divergences: int
-    draws: int
-    max_rhat: float
-    min_ess_bulk: float
-    min_ess_tail: float
-    chains: int
-    target_accept: float
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems()
-
-    def problems(self) -> list[str]:
-        """Plain-language description of each problem, with what to do about it."""
-        out = []
-        if self.divergences:
-            out.append(
-                f"{self.divergences} of {self.draws} draws ended in a divergence (target_accept "
-                f"was {self.target_accept:g}); the posterior may be biased. Try "
-                f"target_accept=0.99, parameterization='centered' for many groups with lots of "
-                f"data each, or more informative priors on the variance components."
-            )
-        if self.max_rhat > RHAT_MAX:
-            out.append(
-                f"max R-hat is {self.max_rhat:.3f} (> {RHAT_MAX}): the chains disagree. "
-                f"Run more tune/draws or check the model for weakly identified parameters."
-            )
-        if self.min_ess_bulk < ESS_MIN_PER_CHAIN * self.chains:
-            out.append(
-                f"smallest bulk ESS is {self.min_ess_bulk:.0f} (< {ESS_MIN_PER_CHAIN} per chain): "
-                f"intervals are imprecise. Draw more samples."
-            )
-        return out
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "divergences": self.divergences, "draws": self.draws, "max_rhat": self.max_rhat,
-            "min_ess_bulk": self.min_ess_bulk, "min_ess_tail": self.min_ess_tail,
-            "chains": self.chains, "target_accept": self.target_accept,
-        }
 
 
 @dataclass(frozen=True)
@@ -124,6 +77,7 @@ class Fit:
         self.target_accept = target_accept
         self._contrast_draws: dict[str, np.ndarray] = {}
         self._diagnostics: Diagnostics | None = None  # computed once: the draws never change
+        self._high_pareto_k: tuple = ()  # rows loo() found influential
 
     # ------------------------------------------------------------------ draws
     def draws(self, name: str) -> np.ndarray:
@@ -176,10 +130,16 @@ class Fit:
         """One row per variance component plus ``Residual``.
 
         Columns: ``sd_mean, sd_median, sd_lower, sd_upper``, the same for ``variance``
-        (σ²) and ``fraction`` (σ_j² over the sum of all σ²), and ``ess_bulk, r_hat`` of σ.
+        (σ²) and ``fraction``, and ``ess_bulk, r_hat`` of σ. ``fraction`` is the component's
+        share of the mean over the rows of Var(y_i) = diag(ZGZ')_i + σ_e²: σ_j² for a random
+        intercept, σ_j²·mean(x²) for a slope on x, and half of each covariance term
+        2ρσσ'·mean(x) to each of the two correlated coefficients, so the fractions sum to 1
+        and do not depend on the covariate's units (see :func:`variance.fraction_draws`).
         """
         sigma = self.draws("sigma")
-        table = _variance.variance_table(sigma, self.component_names, prob=prob, interval=interval)
+        fractions = _variance.fraction_draws(self.design, sigma, self._corr_draws())
+        table = _variance.variance_table(sigma, self.component_names, prob=prob, interval=interval,
+                                         fractions=fractions)
         bulk, _, rhat = self._ess_rhat("sigma")
         table["ess_bulk"], table["r_hat"] = bulk, rhat
         return table
@@ -192,26 +152,55 @@ class Fit:
         out.index.name = "component"
         return out[["mean", "median", "sd", "lower", "upper"]]
 
-    def icc(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
-        """Intraclass correlations, one row per random-intercept factor.
+    def icc(self, prob: float = 0.95, *, interval: str = "eti",
+            at: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Intraclass correlations, one row per random factor.
 
         The correlation of two observations sharing that factor's level (and, for a nested
         factor, therefore its outer levels): for the notes' Example 2, ``(ℓ + a)/(ℓ + a + e)``
         for two samples of one animal and ``ℓ/(ℓ + a + e)`` for two animals of one litter.
+
+        With random slopes the ICC depends on the covariates: it is given for two
+        observations that both have the covariate values ``at`` (default: 0 for each
+        numeric covariate of a random term, a factor's first level), e.g. for
+        ``(Days|Subject)`` Var(u0 + x·u1) / (Var(u0 + x·u1) + σ_e²) at x = ``at["Days"]``,
+        per draw with the correlation. Such tables gain a column ``at`` (``"Days=0"``).
         """
-        d = _variance.icc_draws(self.design, self.draws("sigma"), self.component_names)
-        if not d:
-            raise SpecificationError("the model has no random-intercept factor, so no ICC")
+        d, label = self._icc_draws(at)
         draws = np.column_stack(list(d.values()))
         out = _contrasts.summarize(draws, list(d), prob=prob, interval=interval)
         out.index.name = "component"
-        return out[["mean", "median", "sd", "lower", "upper"]]
+        out = out[["mean", "median", "sd", "lower", "upper"]]
+        return out if label is None else out.assign(at=label)
 
-    def random_effects(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
-        """Posterior of each entry of u (the BLUP-like predicted random effects)."""
+    def _icc_draws(self, at: dict[str, Any] | None) -> tuple[dict[str, np.ndarray], str | None]:
+        sigma = self.draws("sigma")
+        if self.design.data is not None and _variance.slope_covariates(self.design):
+            return _variance.icc_at_draws(self.design, sigma, self._corr_draws(), at or {})
+        if at:
+            raise SpecificationError("at= sets the covariates of random slopes; this model has none")
+        d = _variance.icc_draws(self.design, sigma, self.component_names)
+        if not d:
+            raise SpecificationError(
+                "the model's random blocks are not random intercepts (explicit Z with "
+                "non-indicator values), so there is no ICC"
+            )
+        return d, None
+
+    def random_effects(self, prob: float = 0.95, *, interval: str = "eti", group: str | None = None,
+                       levels: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Posterior of each entry of u (the BLUP-like predicted random effects).
+
+        ``group`` keeps one grouping factor (``"Subject"``, ``"litter:animal"``) and ``levels``
+        some of its levels; an unknown factor or level raises :class:`SpecificationError`.
+        """
         if "u" not in self.idata.posterior:
             raise SpecificationError("the model has no random effects")
-        out = _contrasts.summarize(self.draws("u"), self.design.u_labels, prob=prob, interval=interval)
+        if levels is not None and group is None:
+            raise SpecificationError("levels= needs group=<factor> to say whose levels they are")
+        keep = slice(None) if group is None else _variance.u_positions(self.design, group, levels)
+        labels = list(np.asarray(self.design.u_labels, dtype=object)[keep])
+        out = _contrasts.summarize(self.draws("u")[:, keep], labels, prob=prob, interval=interval)
         out.index.name = "u"
         return out[["mean", "median", "sd", "lower", "upper"]]
 
@@ -502,8 +491,8 @@ class Fit:
     def loo(self):
         """PSIS-LOO (ArviZ) of the observations given the random effects.
 
-        Warns with the number of observations whose Pareto k exceeds 0.7 (their LOO
-        estimate is unreliable).
+        Warns naming the observations whose Pareto k exceeds 0.7 (row, y and k: their LOO
+        estimates are unreliable); :meth:`summary` lists them too from then on.
         """
         import warnings
 
@@ -511,11 +500,10 @@ class Fit:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = az.loo(self.idata, pointwise=True)
-        bad = int((np.asarray(result.pareto_k) > 0.7).sum())
-        if bad:
-            warnings.warn(f"{bad} of {self.design.n} observations have Pareto k > 0.7; "
-                          f"their LOO estimates are unreliable (a group with few observations "
-                          f"each is a common cause)", UserWarning, stacklevel=2)
+        k = np.asarray(result.pareto_k, dtype=float)
+        self._high_pareto_k = _diagnostics.flag_rows(self.design, k, _diagnostics.PARETO_K_MAX)
+        if self._high_pareto_k:
+            warnings.warn(_diagnostics.pareto_note(self._high_pareto_k), UserWarning, stacklevel=2)
         return result
 
     def prior_predictive(self, draws: int = 500, *, random_seed: int | None = None) -> az.InferenceData:
@@ -589,10 +577,16 @@ class Fit:
         for the latent parameterizations: after a marginal fit u is an exact conditional draw).
 
         For a rank-deficient X (the notes' full coding) β enters through its estimable
-        functions: the distinct rows of Xβ.
+        functions: the distinct rows of Xβ. Also: the components of factors with one
+        observation per level (weakly identified against σ_e), rows whose standardized
+        residual |y − E[Xβ + Zu]| / E[σ_e] exceeds 4, and, once :meth:`loo` has run, rows
+        with Pareto k > 0.7 (see :class:`bayes_lmm.diagnostics.Diagnostics`).
         """
-        if self._diagnostics is not None:
-            return self._diagnostics
+        if self._diagnostics is None:
+            self._diagnostics = self._convergence()
+        return dataclasses.replace(self._diagnostics, high_pareto_k=self._high_pareto_k)
+
+    def _convergence(self) -> Diagnostics:
         post = self.idata.posterior
         # after a marginal fit u is drawn exactly given each (β, θ) draw, so its mixing is that
         # of β and θ; leaving it out keeps diagnostics cheap for 20,000 levels
@@ -618,12 +612,14 @@ class Fit:
         div = 0
         if "sample_stats" in self.idata.groups() and "diverging" in self.idata.sample_stats:
             div = int(self.idata.sample_stats["diverging"].sum())
-        self._diagnostics = Diagnostics(
+        u = self.draws("u") if "u" in post else None
+        return Diagnostics(
             divergences=div, draws=self.n_draws, max_rhat=extreme(rhat, np.max),
             min_ess_bulk=extreme(bulk, np.min), min_ess_tail=extreme(tail, np.min),
             chains=int(post.sizes["chain"]), target_accept=self.target_accept,
+            weakly_identified=_diagnostics.single_observation_components(self.design),
+            outliers=_diagnostics.residual_outliers(self.design, self.draws("beta"), u, self.draws("sigma")),
         )
-        return self._diagnostics
 
     def _marginal_form(self) -> str:
         """What a marginal fit integrated out and how (empty for the latent parameterizations)."""
@@ -654,6 +650,7 @@ class Fit:
             f"min ESS bulk {d.min_ess_bulk:.0f}, tail {d.min_ess_tail:.0f}",
         ]
         lines += [f"  WARNING: {p}" for p in d.problems()]
+        lines += [f"  NOTE: {p}" for p in d.notes()]
         return "\n".join(lines)
 
     def save(self, path) -> Path:
