@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
+from .dataprep import warn_integer_coded
 from .design import Design, design_from_formula, design_from_matrices
 from .errors import SpecificationError
 from .graph import build_model
@@ -93,7 +94,10 @@ def fit(
     formula : str
         Fixed part as in formulae/patsy (``a * x``); random terms ``(1|g)``, ``(1|a/b)``
         (nested), ``(1 + x|g)`` (correlated, LKJ prior), ``(x||g)`` (uncorrelated).
-        Only the transforms log, exp, sqrt, scale, center and C may be called.
+        Only the transforms log, exp, sqrt, scale, center may be called, besides
+        ``C(x, Treatment("b"))`` / ``C(x, levels=[…])`` (factor, reference level),
+        ``I(x**2)`` (arithmetic, parsed, never executed) and ``Q("my col")`` or backticks
+        (names that are not identifiers). ``|`` outside parentheses is an error.
     data : DataFrame
         Never modified.
     coding : {"treatment", "full"}
@@ -110,6 +114,7 @@ def fit(
     spec = ModelSpec(formula=formula, coding=coding, priors=normalize_priors(priors),
                      parameterization=parameterization, factors=tuple(factors))
     design = design_from_formula(formula, data, coding=coding, factors=factors)
+    warn_integer_coded(design.formula, design.data, design.factor_columns)
     return run_design(spec, design, options)
 
 
@@ -138,6 +143,7 @@ def reml(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, coding: 
         if data is None:
             raise SpecificationError("bl.reml(formula, data): data is required with a formula")
         design = design_from_formula(formula_or_matrices, data, coding=coding, factors=factors)
+        warn_integer_coded(design.formula, design.data, design.factor_columns)
     elif isinstance(formula_or_matrices, tuple) and len(formula_or_matrices) == 3:
         y, X, Z = formula_or_matrices
         design = design_from_matrices(y, X, Z, x_names=x_names)
@@ -172,11 +178,12 @@ def _design_for(spec_or_fit: Any, data: pd.DataFrame | None, coding: str, factor
             raise SpecificationError("simulating from a formula needs a template data frame (data=)")
         from .formula import parse_formula
 
-        response = parse_formula(spec_or_fit).response
+        parsed = parse_formula(spec_or_fit)
+        response = parsed.response_column
+        if response is None:
+            raise SpecificationError(f"cannot simulate a transformed response {parsed.response!r}")
         template = data.copy()
         if response not in template.columns:
-            if not response.isidentifier():
-                raise SpecificationError(f"cannot simulate a transformed response {response!r}")
             # placeholder values only to build X and Z; they are replaced below
             template[response] = np.random.default_rng(0).normal(size=len(template))
         return design_from_formula(spec_or_fit, template, coding=coding, factors=factors), None, (template, response)

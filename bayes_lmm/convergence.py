@@ -6,7 +6,7 @@ import arviz as az
 import numpy as np
 
 from .design import Design
-from .diagnostics import Diagnostics
+from .diagnostics import Diagnostics, residual_outliers, single_observation_components
 
 
 def ess_rhat(post, var: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -20,7 +20,8 @@ def ess_rhat(post, var: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def diagnose(idata, design: Design, *, judge_u: bool, target_accept: float) -> Diagnostics:
     """Divergences, max R-hat and min bulk/tail ESS over β, σ, correlations and (``judge_u``:
-    where u was sampled) u.
+    where u was sampled) u; the weakly identified components and the residual outliers
+    (:mod:`bayes_lmm.diagnostics`; Pareto k is added by :meth:`bayes_lmm.Fit.loo`).
 
     After a marginal fit u is drawn exactly given each (β, θ) draw, so its mixing is that of
     β and θ; leaving it out keeps diagnostics cheap for 20,000 levels. For a rank-deficient X
@@ -48,8 +49,11 @@ def diagnose(idata, design: Design, *, judge_u: bool, target_accept: float) -> D
     div = 0
     if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
         div = int(idata.sample_stats["diverging"].sum())
+    flat = {v: post[v].to_numpy().reshape((-1,) + post[v].shape[2:]) for v in ("beta", "sigma", "u") if v in post}
     return Diagnostics(
         divergences=div, draws=int(post.sizes["chain"] * post.sizes["draw"]), max_rhat=extreme(rhat, np.max),
         min_ess_bulk=extreme(bulk, np.min), min_ess_tail=extreme(tail, np.min),
         chains=int(post.sizes["chain"]), target_accept=target_accept,
+        weakly_identified=single_observation_components(design),
+        outliers=residual_outliers(design, flat["beta"], flat.get("u"), flat["sigma"]),
     )

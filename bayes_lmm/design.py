@@ -9,7 +9,6 @@ needed to fit: the graph gathers ``u[level_index]``. The dense Z, G and the symb
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .dataprep import check_columns, check_finite
+from .dataprep import natural_levels as _natural_levels
+from .dataprep import prepare_data as _prepare_data
+from .encoders import FixedEncoder, RandomEncoder, response_values
 from .errors import DataError, SpecificationError
-from .formula import FixedEncoder, RandomEncoder, parse_formula, response_values
+from .formula import parse_formula
 from .validate import check_finite as _check_finite
 from .validate import check_response
 from .validate import numeric_2d as _numeric_2d
@@ -257,86 +260,32 @@ def design_from_matrices(
 # --------------------------------------------------------------------------- formulas
 
 
-def _natural_levels(values: pd.Series) -> list:
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        present = set(values.cat.remove_unused_categories().cat.categories)
-        return [c for c in values.cat.categories if c in present]
-    uniq = pd.unique(values)
-    try:
-        return sorted(uniq)
-    except TypeError:
-        return sorted(uniq, key=str)
-
-
-def _prepare_data(data: pd.DataFrame, factors: Sequence[str]) -> pd.DataFrame:
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    if data.shape[0] == 0:
-        raise DataError("data has no rows")
-    if data.columns.duplicated().any():
-        dup = sorted({str(c) for c in data.columns[data.columns.duplicated()]})
-        raise DataError(f"data has duplicated column names: {dup}")
-    frame = data.copy()  # never touch the caller's data
-    for col in factors:
-        if col not in frame.columns:
-            raise DataError(f"factor column {col!r} is not in the data; columns are {list(frame.columns)}")
-        frame[col] = pd.Categorical(frame[col], categories=_natural_levels(frame[col]))
-    return frame
-
-
-def _check_columns(parsed, frame: pd.DataFrame) -> list[str]:
-    text = re.sub(r"'[^']*'|\"[^\"]*\"", " ", parsed.formula)
-    # a name followed by "(" is a function: the (?![\w.]) stops the regex from backtracking
-    # into a prefix of it ("sqrt(x)" is not a column "sqr")
-    tokens = re.findall(r"(?<![\w.])([A-Za-z_][A-Za-z0-9_.]*)(?![\w.])(?!\s*\()", text)
-    used = []
-    for tok in tokens:
-        if tok in frame.columns:
-            if tok not in used:
-                used.append(tok)
-        else:
-            raise DataError(
-                f"column {tok!r} used in the formula is not in the data; columns are "
-                f"{[str(c) for c in frame.columns]}"
-            )
-    for col in used:
-        missing = frame[col].isna()
-        if missing.any():
-            rows = list(frame.index[missing][:5])
-            raise DataError(
-                f"column {col!r} has {int(missing.sum())} missing values (rows {rows}"
-                f"{', …' if missing.sum() > 5 else ''}); remove or impute them first, "
-                f"bayes_lmm never drops rows silently"
-            )
-    return used
-
-
 def design_from_formula(
     formula: str, data: pd.DataFrame, *, coding: str = "treatment", factors: Sequence[str] = ()
 ) -> Design:
     """Build a :class:`Design` from an lme4-style formula and a DataFrame.
 
     Grouping columns are always treated as factors; ``factors`` names further columns
-    (e.g. a numerically coded genotype) to treat as categorical in the fixed part.
+    (e.g. a numerically coded genotype) to treat as categorical in the fixed part, as does
+    ``C(x)`` in the formula (``C(x, Treatment("b"))``, ``C(x, levels=[…])`` also set the
+    reference level and the level order; see :mod:`bayes_lmm.dataprep`).
     The caller's DataFrame is copied, never modified.
     """
     parsed = parse_formula(formula)
-    grouping = sorted({v for t in parsed.random for v in t.variables})
-    frame = _prepare_data(data, list(factors))
-    _check_columns(parsed, frame)
-    for col in grouping:
-        if col not in frame.columns:
-            raise DataError(f"grouping column {col!r} is not in the data")
+    frame = _prepare_data(data, list(factors), parsed)
+    check_columns(parsed, frame, factors)
     y = response_values(parsed, frame)
     check_response(y, parsed.response)
     fixed = FixedEncoder(parsed, frame, coding)
     X = fixed.matrix()
+    check_finite(X, fixed.names, frame, "X")
     n = len(y)
     blocks: list[RandomBlock] = []
     by_key: dict[tuple[str, str], list] = {}
     order: list[tuple[str, str]] = []
     for term in parsed.random:
-        enc = RandomEncoder(term, frame)
+        enc = RandomEncoder(term, frame, parsed)
+        check_finite(enc.values(), [f"{c}|{term.group}" for c in enc.coef_names], frame, "random-effect")
         key = (term.lhs, term.group)
         by_key[key] = [term, enc]
         order.append(key)
@@ -393,8 +342,8 @@ def with_response(template: Design, y: Any, name: str) -> Design:
     data = template.data
     if data is not None and template.formula is not None:
         # the formula's response column carries y, so a saved fit rebuilds with these values
-        column = parse_formula(template.formula).response
-        if column in data.columns:
+        column = parse_formula(template.formula).response_column
+        if column is not None and column in data.columns:
             data = data.copy()
             data[column] = values
     return dataclasses.replace(template, y=values, y_name=name, data=data)

@@ -33,6 +33,7 @@ from .errors import BayesLMMError, SpecificationError
 from .formula import parse_formula
 from .pipeline import run_design
 from .spec import ModelSpec, SamplerOptions, normalize_priors
+from .variance import fraction_draws, weight_matrices
 
 #: name of the response column in the shared template design (underscores appended if taken)
 PLACEHOLDER = "response"
@@ -41,25 +42,18 @@ PLACEHOLDER = "response"
 def variance_weights(design: Design) -> np.ndarray:
     """Mean of z_ic² over the rows for each variance component c (1 for an intercept).
 
-    The variance a component adds to one observation is σ_c² z_ic²; its average over the
-    rows is σ_c² times this weight, so for random intercepts the weight is 1 and the
-    fraction below is the familiar σ_c² / (Σ σ² + σ_e²).
+    The diagonal of :func:`bayes_lmm.variance.weight_matrices`: the variance a component
+    adds to one observation is σ_c² z_ic², its average over the rows σ_c² times this weight.
     """
-    out = []
-    for blk in design.blocks:
-        if blk.dense is not None:
-            out.append(float(np.mean(np.sum(blk.dense**2, axis=1))))
-        else:
-            out.extend(np.mean(blk.values**2, axis=0).tolist())
-    return np.asarray(out)
+    return np.concatenate([np.diag(W) for W in weight_matrices(design)]) if design.blocks else np.zeros(0)
 
 
 def variance_fraction_draws(sigma: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Draws (S, c + 1) of each component's share of the average variance of one row.
+    """Draws (S, c + 1) of σ_c² w_c / (Σ_k σ_k² w_k + σ_e²), ``sigma`` with σ_e last.
 
-    ``sigma`` holds the SDs of the components and σ_e last. Covariances between correlated
-    coefficients are not attributed to either of them, so with correlated slopes the
-    shares need not sum to exactly 1.
+    Right for uncorrelated components; :meth:`ManyFits.variance_fractions` uses
+    :func:`bayes_lmm.variance.fraction_draws`, which also shares out the covariance terms
+    of correlated coefficients (as ``Fit.variance_components`` does).
     """
     var = sigma**2 * np.append(weights, 1.0)[None, :]
     return var / var.sum(axis=1, keepdims=True)
@@ -92,6 +86,7 @@ def _fit_response(template: Design, job: _Job, name: str, y: np.ndarray) -> dict
             fit.save(job.save_path)
         return {
             "response": name, "beta": fit.draws("beta"), "sigma": fit.draws("sigma"),
+            "correlation": fit.draws("correlation") if "correlation" in fit.idata.posterior else None,
             "diagnostics": diag.as_dict() | {"ok": diag.ok, "parameterization": fit.parameterization,
                                               "sampler": fit.sampler},
             "seconds": time.perf_counter() - start, "path": job.save_path,
@@ -190,12 +185,15 @@ class ManyFits:
         """Posterior of each component's fraction of the total variance, per response.
 
         Columns ``response, component, median, lower, upper`` (plus ``mean`` and ``sd``);
-        the fraction is σ_c² w_c / (Σ_k σ_k² w_k + σ_e²) with w_c from
-        :func:`variance_weights` (1 for random intercepts), ``Residual`` last.
+        the fraction is the component's share of the mean over the rows of Var(y_i), as in
+        :meth:`Fit.variance_components`: σ_c² w_c / (Σ_k σ_k² w_k + σ_e²) with w_c from
+        :func:`variance_weights` (1 for random intercepts) when no coefficients are
+        correlated, plus half of each covariance term otherwise
+        (:func:`bayes_lmm.variance.fraction_draws`); ``Residual`` last.
         """
-        weights = variance_weights(self.design)
         names = [*self.design.components, "Residual"]
-        return self._long(prob, interval, lambda r: variance_fraction_draws(r["sigma"], weights), names, "component")
+        return self._long(prob, interval, lambda r: fraction_draws(self.design, r["sigma"], r.get("correlation")),
+                          names, "component")
 
     def variance_components(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
         """Posterior of each SD σ_c and σ_e, per response (columns as :meth:`variance_fractions`)."""

@@ -8,7 +8,6 @@ the factors not asked for (as emmeans does).
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +32,7 @@ def reference_grid(design: Design, factors: Sequence[str]) -> tuple[pd.DataFrame
     for f in factors:
         if f not in data.columns:
             raise SpecificationError(f"{f!r} is not a column of the data")
-    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", parse_formula(design.formula).fixed))
+    names = set(parse_formula(design.formula).fixed_columns)
     fixed_cols = [c for c in data.columns if c in names]
     cat = [c for c in fixed_cols if not pd.api.types.is_numeric_dtype(data[c])
            or isinstance(data[c].dtype, pd.CategoricalDtype)]

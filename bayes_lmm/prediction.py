@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from . import variance as _variance
-from .design import Design, _group_labels, _prepare_data
+from .dataprep import prepare_data as _prepare_data
+from .design import Design, _group_labels
 from .errors import DataError, SpecificationError
 from .spec import NEW_GROUPS
 

@@ -12,6 +12,7 @@ say. The plotting methods and :meth:`Fit.save` are bound by :mod:`bayes_lmm.fit_
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,7 @@ import xarray as xr
 
 from . import checks as _checks
 from . import contrasts as _contrasts
+from . import diagnostics as _diagnostics
 from . import means as _means
 from . import prediction as _prediction
 from . import tables as _tables
@@ -76,8 +78,9 @@ class Fit:
         self.sampler = sampler
         self.target_accept = target_accept
         self.form = form if form is not None else choose(design, parameterization)
-        self.seed = seed if seed is not None else Seed.resolve(options.random_seed)
+        self.seed = seed if seed is not None else Seed.resolve(None if options is None else options.random_seed)
         self._diagnostics: Diagnostics | None = None  # a memo: the draws never change
+        self._high_pareto_k: tuple = ()  # rows loo() found influential
 
     @property
     def random_seed(self) -> int:
@@ -121,7 +124,11 @@ class Fit:
         """One row per variance component plus ``Residual``.
 
         Columns: ``sd_mean, sd_median, sd_lower, sd_upper``, the same for ``variance``
-        (σ²) and ``fraction`` (σ_j² over the sum of all σ²), and ``ess_bulk, r_hat`` of σ.
+        (σ²) and ``fraction``, and ``ess_bulk, r_hat`` of σ. ``fraction`` is the component's
+        share of the mean over the rows of Var(y_i) = diag(ZGZ')_i + σ_e²: σ_j² for a random
+        intercept, σ_j²·mean(x²) for a slope on x, and half of each covariance term
+        2ρσσ'·mean(x) to each of the two correlated coefficients, so the fractions sum to 1
+        and do not depend on the covariate's units (see :func:`variance.fraction_draws`).
         """
         return _tables.variance_components(self.design, self.idata.posterior, prob, interval=interval)
 
@@ -129,18 +136,31 @@ class Fit:
         """σ_j²/σ_e² for each component: the notes' ratio that, if known, gives the Aitken model."""
         return _tables.variance_ratio(self.design, self.idata.posterior, prob, interval=interval)
 
-    def icc(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
-        """Intraclass correlations, one row per random-intercept factor.
+    def icc(self, prob: float = 0.95, *, interval: str = "eti",
+            at: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Intraclass correlations, one row per random factor.
 
         The correlation of two observations sharing that factor's level (and, for a nested
         factor, therefore its outer levels): for the notes' Example 2, ``(ℓ + a)/(ℓ + a + e)``
         for two samples of one animal and ``ℓ/(ℓ + a + e)`` for two animals of one litter.
-        """
-        return _tables.icc(self.design, self.idata.posterior, prob, interval=interval)
 
-    def random_effects(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
-        """Posterior of each entry of u (the BLUP-like predicted random effects)."""
-        return _tables.random_effects(self.design, self.idata.posterior, prob, interval=interval)
+        With random slopes the ICC depends on the covariates: it is given for two
+        observations that both have the covariate values ``at`` (default: 0 for each
+        numeric covariate of a random term, a factor's first level), e.g. for
+        ``(Days|Subject)`` Var(u0 + x·u1) / (Var(u0 + x·u1) + σ_e²) at x = ``at["Days"]``,
+        per draw with the correlation. Such tables gain a column ``at`` (``"Days=0"``).
+        """
+        return _tables.icc(self.design, self.idata.posterior, prob, interval=interval, at=at)
+
+    def random_effects(self, prob: float = 0.95, *, interval: str = "eti", group: str | None = None,
+                       levels: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Posterior of each entry of u (the BLUP-like predicted random effects).
+
+        ``group`` keeps one grouping factor (``"Subject"``, ``"litter:animal"``) and ``levels``
+        some of its levels; an unknown factor or level raises :class:`SpecificationError`.
+        """
+        return _tables.random_effects(self.design, self.idata.posterior, prob, interval=interval,
+                                      group=group, levels=levels)
 
     def random_effect_correlations(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
         """Correlations between correlated random effects, e.g. ``(1,Days)|Subject``."""
@@ -299,18 +319,17 @@ class Fit:
     def loo(self):
         """PSIS-LOO (ArviZ) of the observations given the random effects.
 
-        Warns with the number of observations whose Pareto k exceeds 0.7 (their LOO
-        estimate is unreliable).
+        Warns naming the observations whose Pareto k exceeds 0.7 (row, y and k: their LOO
+        estimates are unreliable); :meth:`summary` lists them too from then on.
         """
         self.log_likelihood()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = az.loo(self.idata, pointwise=True)
-        bad = int((np.asarray(result.pareto_k) > 0.7).sum())
-        if bad:
-            warnings.warn(f"{bad} of {self.design.n} observations have Pareto k > 0.7; "
-                          f"their LOO estimates are unreliable (a group with few observations "
-                          f"each is a common cause)", UserWarning, stacklevel=2)
+        k = np.asarray(result.pareto_k, dtype=float)
+        self._high_pareto_k = _diagnostics.flag_rows(self.design, k, _diagnostics.PARETO_K_MAX)
+        if self._high_pareto_k:
+            warnings.warn(_diagnostics.pareto_note(self._high_pareto_k), UserWarning, stacklevel=2)
         return result
 
     def prior_predictive(self, draws: int = 500, *, random_seed: int | None = None) -> az.InferenceData:
@@ -333,12 +352,15 @@ class Fit:
         for the latent parameterizations: after a marginal fit u is an exact conditional draw).
 
         For a rank-deficient X (the notes' full coding) β enters through its estimable
-        functions: the distinct rows of Xβ.
+        functions: the distinct rows of Xβ. Also: the components of factors with one
+        observation per level (weakly identified against σ_e), rows whose standardized
+        residual |y − E[Xβ + Zu]| / E[σ_e] exceeds 4, and, once :meth:`loo` has run, rows
+        with Pareto k > 0.7 (see :class:`bayes_lmm.diagnostics.Diagnostics`).
         """
         if self._diagnostics is None:
             self._diagnostics = diagnose(self.idata, self.design, judge_u=self.form.samples_u,
                                          target_accept=self.target_accept)
-        return self._diagnostics
+        return dataclasses.replace(self._diagnostics, high_pareto_k=self._high_pareto_k)
 
     def _marginal_form(self) -> str:
         """What a marginal fit integrated out and how (empty for the latent parameterizations)."""
@@ -369,6 +391,7 @@ class Fit:
             f"min ESS bulk {d.min_ess_bulk:.0f}, tail {d.min_ess_tail:.0f}",
         ]
         lines += [f"  WARNING: {p}" for p in d.problems()]
+        lines += [f"  NOTE: {p}" for p in d.notes()]
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -6,8 +6,10 @@ All options are keyword-only and explicit; nothing is read from global state.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import logging
 import os
 import warnings
 
@@ -96,6 +98,20 @@ def _compiled_nutpie(model: pm.Model, cache_key: tuple | None):
     return compiled
 
 
+@contextlib.contextmanager
+def _pymc_log_quiet(quiet: bool):
+    """Without a progress bar, PyMC's INFO lines (NUTS init, "Sampling 4 chains…") are noise:
+    raise its logger to WARNING for this call only and restore the level afterwards."""
+    logger = logging.getLogger("pymc")
+    level = logger.level
+    if quiet:
+        logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def sample(
     model: pm.Model,
     *,
@@ -121,6 +137,7 @@ def sample(
     target_accept : float
         NUTS step-size adaptation target; higher means smaller steps and fewer divergences.
     progressbar : bool
+        Also, with PyMC's and NumPyro's samplers, whether PyMC's INFO log lines appear.
     cache_key : tuple, optional
         Structure signature of ``model`` (nutpie only): a model compiled earlier in this
         process with the same signature is reused with this model's data, skipping
@@ -145,7 +162,7 @@ def sample(
             )
     if sampler == "numpyro":
         # one JAX device on a CPU: the chains run vectorised in one XLA program
-        with model:
+        with model, _pymc_log_quiet(not progressbar):
             return pm.sample(
                 draws=draws, tune=tune, chains=chains, random_seed=seed, target_accept=target_accept,
                 progressbar=progressbar, nuts_sampler="numpyro", compute_convergence_checks=False,
@@ -153,7 +170,7 @@ def sample(
             )
     # PyMC's chains run in forked processes that inherit the limit: the same crossed fit took
     # 229 s with BLAS at its default thread count and 11.5 s limited
-    with model, threadpool_limits(limits=1, user_api="blas"):
+    with model, threadpool_limits(limits=1, user_api="blas"), _pymc_log_quiet(not progressbar):
         return pm.sample(
             draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
             target_accept=target_accept, progressbar=progressbar,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,7 +60,10 @@ def fixed_effects(design: Design, post, prob: float = 0.95, *, interval: str = "
 
 def variance_components(design: Design, post, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
     """One row per variance component plus ``Residual`` (see :meth:`bayes_lmm.Fit.variance_components`)."""
-    table = _variance.variance_table(draws(post, "sigma"), component_names(design), prob=prob, interval=interval)
+    sigma = draws(post, "sigma")
+    fractions = _variance.fraction_draws(design, sigma, corr_draws(post))
+    table = _variance.variance_table(sigma, component_names(design), prob=prob, interval=interval,
+                                     fractions=fractions)
     bulk, _, rhat = ess_rhat(post, "sigma")
     table["ess_bulk"], table["r_hat"] = bulk, rhat
     return table
@@ -74,21 +78,42 @@ def variance_ratio(design: Design, post, prob: float = 0.95, *, interval: str = 
     return out[["mean", "median", "sd", "lower", "upper"]]
 
 
-def icc(design: Design, post, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
-    """Intraclass correlations, one row per random-intercept factor."""
-    d = _variance.icc_draws(design, draws(post, "sigma"), component_names(design))
-    if not d:
-        raise SpecificationError("the model has no random-intercept factor, so no ICC")
+def icc(design: Design, post, prob: float = 0.95, *, interval: str = "eti",
+        at: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Intraclass correlations, one row per random factor (see :meth:`bayes_lmm.Fit.icc`);
+    with random slopes at the covariate values ``at``, in a column ``at``."""
+    d, label = _icc_draws(design, post, at)
     out = _contrasts.summarize(np.column_stack(list(d.values())), list(d), prob=prob, interval=interval)
     out.index.name = "component"
-    return out[["mean", "median", "sd", "lower", "upper"]]
+    out = out[["mean", "median", "sd", "lower", "upper"]]
+    return out if label is None else out.assign(at=label)
 
 
-def random_effects(design: Design, post, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
-    """Posterior of each entry of u."""
+def _icc_draws(design: Design, post, at: dict[str, Any] | None) -> tuple[dict[str, np.ndarray], str | None]:
+    sigma = draws(post, "sigma")
+    if design.data is not None and _variance.slope_covariates(design):
+        return _variance.icc_at_draws(design, sigma, corr_draws(post), at or {})
+    if at:
+        raise SpecificationError("at= sets the covariates of random slopes; this model has none")
+    d = _variance.icc_draws(design, sigma, component_names(design))
+    if not d:
+        raise SpecificationError(
+            "the model's random blocks are not random intercepts (explicit Z with "
+            "non-indicator values), so there is no ICC"
+        )
+    return d, None
+
+
+def random_effects(design: Design, post, prob: float = 0.95, *, interval: str = "eti",
+                   group: str | None = None, levels: Sequence[Any] | None = None) -> pd.DataFrame:
+    """Posterior of each entry of u (of one factor ``group``, and some of its ``levels``)."""
     if "u" not in post:
         raise SpecificationError("the model has no random effects")
-    out = _contrasts.summarize(draws(post, "u"), design.u_labels, prob=prob, interval=interval)
+    if levels is not None and group is None:
+        raise SpecificationError("levels= needs group=<factor> to say whose levels they are")
+    keep = slice(None) if group is None else _variance.u_positions(design, group, levels)
+    labels = list(np.asarray(design.u_labels, dtype=object)[keep])
+    out = _contrasts.summarize(draws(post, "u")[:, keep], labels, prob=prob, interval=interval)
     out.index.name = "u"
     return out[["mean", "median", "sd", "lower", "upper"]]
 

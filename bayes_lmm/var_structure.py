@@ -34,16 +34,19 @@ def var_y_structure(design, rows: Sequence[int] | slice | None = None) -> pd.Dat
                         terms.append(_scaled(coef, f"σ²_{_sym(blk.components[0], blk)}"))
                     continue
                 for c1 in range(k):
-                    for c2 in range(k):
+                    for c2 in range(c1, k):
                         if c1 != c2 and not blk.correlated:
                             continue
                         coef = float(za[:, c1] @ zb[:, c2])
-                        if coef == 0 or (c2 < c1):
+                        if c1 != c2:
+                            # σ_(c1,c2) multiplies both halves: sum them before testing for
+                            # zero, or [a, b] and [b, a] differ when only one half vanishes
+                            coef += float(za[:, c2] @ zb[:, c1])
+                        if coef == 0:
                             continue
                         if c1 == c2:
                             terms.append(_scaled(coef, f"σ²_{_sym(blk.components[c1], blk)}"))
                         else:
-                            coef += float(za[:, c2] @ zb[:, c1])
                             pair = f"σ_({blk.coef_names[c1]},{blk.coef_names[c2]})|{blk.group}"
                             terms.append(_scaled(coef, pair))
             if a == b:
