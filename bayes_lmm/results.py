@@ -28,11 +28,12 @@ from . import contrasts as _contrasts
 from . import diagnostics as _diagnostics
 from . import means as _means
 from . import prediction as _prediction
+from . import report as _report
 from . import tables as _tables
 from .convergence import diagnose
 from .design import Design
 from .diagnostics import ESS_MIN_PER_CHAIN, RHAT_MAX, Diagnostics
-from .graph import build_model, integrates_beta
+from .graph import build_model
 from .likelihood import Form, choose
 from .priors import PriorSet
 from .reml import reml_design
@@ -362,37 +363,9 @@ class Fit:
                                          target_accept=self.target_accept)
         return dataclasses.replace(self._diagnostics, high_pareto_k=self._high_pareto_k)
 
-    def _marginal_form(self) -> str:
-        """What a marginal fit integrated out and how (empty for the latent parameterizations)."""
-        if self.form.samples_u:
-            return ""
-        what = "u and β" if integrates_beta(self.design, self.prior_set, self.form) else "u"
-        return f" ({what} integrated out; {self.form.describe()})"
-
     def summary(self, prob: float = 0.95) -> str:
         """A plain-text report: model, fixed effects, variance components, diagnostics."""
-        d = self.diagnostics()
-        model = self.design.formula or f"explicit X ({self.design.n}×{self.design.p}) and Z blocks {[b.group for b in self.design.blocks]}"
-        lines = [
-            f"Bayesian linear mixed model: {model}",
-            f"  {self.design.n} observations, rank(X) = {self.design.rank} of {self.design.p} columns",
-            f"  sampler {self.sampler}, parameterization {self.parameterization}"
-            f"{self._marginal_form()}, "
-            f"{d.chains} chains × {d.draws // max(d.chains, 1)} draws, target_accept {self.target_accept:g}",
-            "",
-            f"Fixed effects ({prob:.0%} intervals):",
-            self.fixed_effects(prob).round(4).to_string(),
-            "",
-            "Variance components:",
-            self.variance_components(prob)[["sd_median", "sd_lower", "sd_upper", "variance_median",
-                                             "fraction_median"]].round(4).to_string(),
-            "",
-            f"Diagnostics: {d.divergences} divergences, max R-hat {d.max_rhat:.3f}, "
-            f"min ESS bulk {d.min_ess_bulk:.0f}, tail {d.min_ess_tail:.0f}",
-        ]
-        lines += [f"  WARNING: {p}" for p in d.problems()]
-        lines += [f"  NOTE: {p}" for p in d.notes()]
-        return "\n".join(lines)
+        return _report.summary(self, prob)
 
     def __repr__(self) -> str:
         return f"<bayes_lmm.Fit n={self.design.n} p={self.design.p} components={self.component_names}>"

@@ -24,11 +24,17 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """Package modules that ``name`` imports anywhere (module level, functions, branches).
-    The top-level package (the facade, which imports everything) is not a target."""
+    """Package modules that ``name`` imports anywhere it runs (module level, functions,
+    branches; not ``if TYPE_CHECKING:``). The top-level package (the facade, which imports
+    everything) is not a target."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    # ``if TYPE_CHECKING:`` blocks never run: their imports name types for annotations only
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            node.body = []
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -77,6 +83,7 @@ def test_the_walk_sees_function_level_imports_and_finds_cycles():
     graph = _graph()
     assert "bayes_lmm.results" in graph["bayes_lmm.persist"]  # import inside a function body
     assert "bayes_lmm.likelihood.linalg" in graph["bayes_lmm.likelihood.grouped"]  # from . import linalg
+    assert "bayes_lmm.results" not in graph["bayes_lmm.plots"]  # type-only import
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
 

@@ -1,0 +1,46 @@
+"""The plain-text report of a fit, from its tables (nothing here computes a posterior quantity).
+
+Functions take the :class:`~bayes_lmm.results.Fit` (or its form) as an argument and never
+import :mod:`bayes_lmm.results`.
+"""
+
+from __future__ import annotations
+
+from .graph import integrates_beta
+from .likelihood import Form
+
+
+def marginal_form(form: Form, beta_integrated: bool) -> str:
+    """What a marginal fit integrated out and how, e.g. `` (u and β integrated out; nested
+    closed form)``; empty for the latent parameterizations."""
+    if form.samples_u:
+        return ""
+    what = "u and β" if beta_integrated else "u"
+    return f" ({what} integrated out; {form.describe()})"
+
+
+def summary(fit, prob: float = 0.95) -> str:
+    """Model, fixed effects, variance components, diagnostics (warnings and notes)."""
+    d = fit.diagnostics()
+    design = fit.design
+    model = design.formula or f"explicit X ({design.n}×{design.p}) and Z blocks {[b.group for b in design.blocks]}"
+    lines = [
+        f"Bayesian linear mixed model: {model}",
+        f"  {design.n} observations, rank(X) = {design.rank} of {design.p} columns",
+        f"  sampler {fit.sampler}, parameterization {fit.parameterization}"
+        f"{marginal_form(fit.form, integrates_beta(design, fit.prior_set, fit.form))}, "
+        f"{d.chains} chains × {d.draws // max(d.chains, 1)} draws, target_accept {fit.target_accept:g}",
+        "",
+        f"Fixed effects ({prob:.0%} intervals):",
+        fit.fixed_effects(prob).round(4).to_string(),
+        "",
+        "Variance components:",
+        fit.variance_components(prob)[["sd_median", "sd_lower", "sd_upper", "variance_median",
+                                       "fraction_median"]].round(4).to_string(),
+        "",
+        f"Diagnostics: {d.divergences} divergences, max R-hat {d.max_rhat:.3f}, "
+        f"min ESS bulk {d.min_ess_bulk:.0f}, tail {d.min_ess_tail:.0f}",
+    ]
+    lines += [f"  WARNING: {p}" for p in d.problems()]
+    lines += [f"  NOTE: {p}" for p in d.notes()]
+    return "\n".join(lines)
