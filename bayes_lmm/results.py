@@ -23,6 +23,7 @@ import xarray as xr
 from . import checks as _checks
 from . import contrasts as _contrasts
 from . import diagnostics as _diagnostics
+from . import display as _display
 from . import marginal as _marginal
 from . import plots as _plots
 from . import variance as _variance
@@ -242,7 +243,8 @@ class Fit:
         DataFrame
             One row per contrast: ``mean, median, sd, lower, upper, prob_positive``
             (and ``prob_in_rope``). The draws are also stored in ``idata.posterior`` as
-            ``contrasts`` (dim ``contrast``) for ArviZ's own plots and summaries.
+            ``contrasts`` (dim ``contrast``) for ArviZ's own plots and summaries;
+            :meth:`plot_forest` shows them only with ``contrasts=True``.
 
         Raises
         ------
@@ -523,9 +525,10 @@ class Fit:
         """See :func:`bayes_lmm.plots.plot_variance_components`."""
         return _plots.plot_variance_components(self, **kwargs)
 
-    def plot_forest(self, **kwargs):
+    def plot_forest(self, *, prob: float = 0.95, intercept: bool = True, sigma: bool = False,
+                    contrasts: bool = False):
         """See :func:`bayes_lmm.plots.plot_forest`."""
-        return _plots.plot_forest(self, **kwargs)
+        return _plots.plot_forest(self, prob=prob, intercept=intercept, sigma=sigma, contrasts=contrasts)
 
     def plot_shrinkage(self, factor: str | None = None):
         """See :func:`bayes_lmm.plots.plot_shrinkage`."""
@@ -628,8 +631,9 @@ class Fit:
         what = "u and β" if integrates_beta(self.design, self.prior_set, "marginal") else "u"
         return f" ({what} integrated out; {_marginal.describe(self.design)})"
 
-    def summary(self, prob: float = 0.95) -> str:
-        """A plain-text report: model, fixed effects, variance components, diagnostics."""
+    def summary(self, prob: float = 0.95) -> _display.Summary:
+        """A plain-text report: model, fixed effects, variance components, correlations,
+        diagnostics. A ``str`` that a notebook shows as text (see :class:`display.Summary`)."""
         d = self.diagnostics()
         model = self.design.formula or f"explicit X ({self.design.n}×{self.design.p}) and Z blocks {[b.group for b in self.design.blocks]}"
         lines = [
@@ -646,12 +650,17 @@ class Fit:
             self.variance_components(prob)[["sd_median", "sd_lower", "sd_upper", "variance_median",
                                              "fraction_median"]].round(4).to_string(),
             "",
+        ]
+        if "correlation" in self.idata.posterior:
+            lines += ["Random-effect correlations:",
+                      self.random_effect_correlations(prob).round(4).to_string(), ""]
+        lines += [
             f"Diagnostics: {d.divergences} divergences, max R-hat {d.max_rhat:.3f}, "
             f"min ESS bulk {d.min_ess_bulk:.0f}, tail {d.min_ess_tail:.0f}",
         ]
         lines += [f"  WARNING: {p}" for p in d.problems()]
         lines += [f"  NOTE: {p}" for p in d.notes()]
-        return "\n".join(lines)
+        return _display.Summary("\n".join(lines))
 
     def save(self, path) -> Path:
         """Write the fit (InferenceData, spec, design inputs) to one NetCDF file; see :func:`bl.load`."""
@@ -660,7 +669,11 @@ class Fit:
         return save(self, path)
 
     def __repr__(self) -> str:
-        return f"<bayes_lmm.Fit n={self.design.n} p={self.design.p} components={self.component_names}>"
+        return _display.fit_repr(self)
+
+    def _repr_html_(self) -> str:
+        """What a notebook shows for ``fit`` on a cell's last line: :func:`display.fit_html`."""
+        return _display.fit_html(self)
 
 
 def _new_labels(data: pd.DataFrame, blk, mask: np.ndarray) -> list[str]:
