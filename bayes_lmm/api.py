@@ -30,7 +30,7 @@ from .graph import (
 from .priors import PriorSet, resolve_priors
 from .reml import RemlResult, reml_design
 from .results import Fit
-from .sampling import resolve_sampler, sample
+from .sampling import resolve_sampler, sample, without_unconstrained
 from .spec import ModelSpec, SamplerOptions, normalize_priors
 
 
@@ -82,11 +82,11 @@ def run_design(spec: ModelSpec, design: Design, options: SamplerOptions, *, cond
     model, prior_set, param = build(spec, design)
     sampler = resolve_sampler(options.sampler)
     target = options.target_accept if options.target_accept is not None else default_target_accept(design, param)
-    idata = sample(
+    idata = without_unconstrained(sample(
         model, sampler=sampler, draws=options.draws, tune=options.tune, chains=options.chains,
         random_seed=options.random_seed, target_accept=float(target), progressbar=options.progressbar,
         cache_key=model_signature(design, prior_set, param), cores=options.cores,
-    )
+    ))
     if BETA_MEAN in idata.posterior:
         _add_conditional_beta(idata, prior_set, options.random_seed)
     if param == "marginal" and conditional_u:

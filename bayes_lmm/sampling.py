@@ -166,18 +166,18 @@ def sample(
         # Cholesky of the crossed and dense marginal forms) oversubscribes the cores and made
         # a 144-row crossed fit 4× slower (1.41 s against 0.34 s on 2 cores)
         with threadpool_limits(limits=1, user_api="blas"):
-            return without_unconstrained(nutpie.sample(
+            return nutpie.sample(
                 compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
                 progress_bar=progressbar, save_warmup=False, target_accept=target_accept,
-            ))
+            )
     if sampler == "numpyro":
         # one JAX device on a CPU: the chains run vectorised in one XLA program
         with model, _pymc_log_quiet(not progressbar):
-            return without_unconstrained(pm.sample(
+            return pm.sample(
                 draws=draws, tune=tune, chains=chains, random_seed=seed, target_accept=target_accept,
                 progressbar=progressbar, nuts_sampler="numpyro", compute_convergence_checks=False,
                 nuts_sampler_kwargs={"chain_method": "vectorized"}, idata_kwargs={"log_likelihood": False},
-            ))
+            )
     # PyMC's chains run in forked processes that inherit the limit: the same crossed fit took
     # 229 s with BLAS at its default thread count and 11.5 s limited
     with model, threadpool_limits(limits=1, user_api="blas"), _pymc_log_quiet(not progressbar):
