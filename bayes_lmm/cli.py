@@ -79,6 +79,33 @@ def _print(title: str, table: pd.DataFrame) -> None:
         print(table.round(4).to_string())
 
 
+def _preflight(card, *, sampler: str, draws: int, tune: int, chains: int, target_accept) -> None:
+    """Check every field of the card against its data before anything is compiled or sampled.
+
+    The design is built (columns, factors, formula), the priors are resolved against its
+    parameters, the contrasts against the columns of X (and their estimability), and the
+    sampler settings and the sampler's availability are checked, so that a typo costs a
+    one-line error rather than a compile and a full sampling run.
+    """
+    from .contrasts import check_estimable, contrast_matrix
+    from .priors import resolve_priors
+    from .sampling import resolve_sampler
+    from .spec import ModelSpec, SamplerOptions, normalize_priors
+
+    SamplerOptions(sampler=sampler, draws=draws, tune=tune, chains=chains, target_accept=target_accept)
+    resolve_sampler(sampler)
+    ModelSpec(formula=card.formula, coding=card.coding, priors=normalize_priors(card.priors),
+              parameterization=card.parameterization, factors=card.factors)
+    design = _design(card)
+    resolve_priors(dict(normalize_priors(card.priors)), design)
+    if card.contrasts:
+        try:
+            labels, C = contrast_matrix(card.contrasts, design.x_names)
+            check_estimable(labels, C, design.X, design.x_names)
+        except BayesLMMError as exc:
+            raise type(exc)(f"card {card.path.name}: [contrasts]: {str(exc).splitlines()[0]}") from None
+
+
 def _sample_card(card, args):
     from . import api
 
@@ -92,6 +119,8 @@ def _sample_card(card, args):
         chains=args.chains or opts.get("chains", 4), random_seed=seed,
         target_accept=opts.get("target_accept"), progressbar=sys.stderr.isatty(),
     )
+    _preflight(card, sampler=kwargs["sampler"], draws=kwargs["draws"], tune=kwargs["tune"],
+               chains=kwargs["chains"], target_accept=kwargs["target_accept"])
     # diagnostics warnings are printed once, in the summary, rather than as Python warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -222,7 +251,7 @@ def _fit(args) -> int:
     card = load_card(args.card)
     fit = _sample_card(card, args)
     print(f"{card.name}: {card.description}".rstrip(": "))
-    print(fit.summary())
+    print(fit.summary())  # its tables include the random-effect correlations, if any
     contrasts = fit.contrast(card.contrasts) if card.contrasts else None
     if contrasts is not None:
         _print("Contrasts (95% intervals):", contrasts)
@@ -230,9 +259,14 @@ def _fit(args) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        fit.idata.to_netcdf(str(out / "idata.nc"))
+        # the fit file of Fit.save (ArviZ still reads it): bl.load(out / "idata.nc") rebuilds the fit
+        fit.save(out / "idata.nc")
         fit.fixed_effects().to_csv(out / "fixed_effects.csv")
         fit.variance_components().to_csv(out / "variance_components.csv")
+        correlations = (fit.random_effect_correlations() if "correlation" in fit.idata.posterior
+                        else None)
+        if correlations is not None:
+            correlations.to_csv(out / "correlations.csv")
         if contrasts is not None:
             contrasts.to_csv(out / "contrasts.csv")
         summary = {
@@ -241,6 +275,8 @@ def _fit(args) -> int:
             "diagnostics": fit.diagnostics().as_dict(), "warnings": problems,
             "fixed_effects": fit.fixed_effects()[["mean", "median", "lower", "upper"]].to_dict("index"),
             "variance_components": fit.variance_components()[["sd_median", "sd_lower", "sd_upper"]].to_dict("index"),
+            "correlations": None if correlations is None
+            else correlations[["mean", "median", "lower", "upper"]].to_dict("index"),
             "contrasts": None if contrasts is None else contrasts[["mean", "lower", "upper"]].to_dict("index"),
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
@@ -254,15 +290,10 @@ def _plots(fit, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import arviz as az
-    import matplotlib.pyplot as plt
+    from .plots import plot_trace
 
-    az.plot_forest(fit.idata, var_names=["beta", "sigma"], combined=True, hdi_prob=0.95)
-    plt.gcf().savefig(out / "forest.png", dpi=100, bbox_inches="tight")
-    plt.close("all")
-    az.plot_trace(fit.idata, var_names=["sigma"])
-    plt.gcf().savefig(out / "trace_sigma.png", dpi=100, bbox_inches="tight")
-    plt.close("all")
+    fit.plot_forest(sigma=True).savefig(out / "forest.png", dpi=100)
+    plot_trace(fit, beta=False).savefig(out / "trace_sigma.png", dpi=100)
 
 
 def _reml(args) -> int:

@@ -26,9 +26,10 @@ def plot_variance_components(self: Fit, *, random_seed: int | None = None):
     return _plots.plot_variance_components(self, random_seed=random_seed)
 
 
-def plot_forest(self: Fit, *, prob: float = 0.95, contrasts: bool = True):
+def plot_forest(self: Fit, *, prob: float = 0.95, intercept: bool = True, sigma: bool = False,
+                contrasts: bool = False):
     """See :func:`bayes_lmm.plots.plot_forest`."""
-    return _plots.plot_forest(self, prob=prob, contrasts=contrasts)
+    return _plots.plot_forest(self, prob=prob, intercept=intercept, sigma=sigma, contrasts=contrasts)
 
 
 def plot_shrinkage(self: Fit, factor: str | None = None):

@@ -19,7 +19,7 @@ from .graph import build_model, model_signature
 from .likelihood import Form, choose
 from .priors import PriorSet, resolve_priors
 from .results import Fit
-from .sampling import resolve_sampler, sample
+from .sampling import resolve_sampler, sample, without_unconstrained
 from .seeds import Seed
 from .spec import ModelSpec, SamplerOptions
 
@@ -79,11 +79,11 @@ def run_design(spec: ModelSpec, design: Design, options: SamplerOptions, *, cond
     target = options.target_accept if options.target_accept is not None else default_target_accept(design, form)
     # only nutpie keeps compiled models by structure (the key comes from the form's signature)
     cache_key = model_signature(design, prior_set, form) if sampler == "nutpie" else None
-    idata = sample(
+    idata = without_unconstrained(sample(
         model, sampler=sampler, draws=options.draws, tune=options.tune, chains=options.chains,
         random_seed=seed.integer("chains"), target_accept=float(target), progressbar=options.progressbar,
         cache_key=cache_key, cores=options.cores,
-    )
+    ))
     complete(idata, form, design, prior_set, seed, draw_u=conditional_u)
     if "observed_data" not in idata.groups():
         idata.add_groups(observed_data=xr.Dataset({"y": (("obs",), design.y)}))

@@ -6,6 +6,7 @@ import :mod:`bayes_lmm.results`.
 
 from __future__ import annotations
 
+from .display import Summary
 from .graph import integrates_beta
 from .likelihood import Form
 
@@ -19,8 +20,9 @@ def marginal_form(form: Form, beta_integrated: bool) -> str:
     return f" ({what} integrated out; {form.describe()})"
 
 
-def summary(fit, prob: float = 0.95) -> str:
-    """Model, fixed effects, variance components, diagnostics (warnings and notes)."""
+def summary(fit, prob: float = 0.95) -> Summary:
+    """Model, fixed effects, variance components, random-effect correlations, diagnostics
+    (warnings and notes), as a :class:`~bayes_lmm.display.Summary` (a ``str``)."""
     d = fit.diagnostics()
     design = fit.design
     model = design.formula or f"explicit X ({design.n}×{design.p}) and Z blocks {[b.group for b in design.blocks]}"
@@ -38,9 +40,13 @@ def summary(fit, prob: float = 0.95) -> str:
         fit.variance_components(prob)[["sd_median", "sd_lower", "sd_upper", "variance_median",
                                        "fraction_median"]].round(4).to_string(),
         "",
+    ]
+    if "correlation" in fit.idata.posterior:
+        lines += ["Random-effect correlations:", fit.random_effect_correlations(prob).round(4).to_string(), ""]
+    lines += [
         f"Diagnostics: {d.divergences} divergences, max R-hat {d.max_rhat:.3f}, "
         f"min ESS bulk {d.min_ess_bulk:.0f}, tail {d.min_ess_tail:.0f}",
     ]
     lines += [f"  WARNING: {p}" for p in d.problems()]
     lines += [f"  NOTE: {p}" for p in d.notes()]
-    return "\n".join(lines)
+    return Summary("\n".join(lines))

@@ -26,6 +26,7 @@ import xarray as xr
 from . import checks as _checks
 from . import contrasts as _contrasts
 from . import diagnostics as _diagnostics
+from . import display as _display
 from . import means as _means
 from . import prediction as _prediction
 from . import report as _report
@@ -193,7 +194,8 @@ class Fit:
             Region of practical equivalence; adds ``prob_in_rope``.
         store : bool
             Also store the draws in ``idata.posterior`` as ``contrasts`` (dim ``contrast``)
-            for ArviZ's own plots and summaries (and :meth:`plot_forest`).
+            for ArviZ's own plots and summaries; :meth:`plot_forest` shows them with
+            ``contrasts=True``.
 
         Returns
         -------
@@ -363,9 +365,14 @@ class Fit:
                                          target_accept=self.target_accept)
         return dataclasses.replace(self._diagnostics, high_pareto_k=self._high_pareto_k)
 
-    def summary(self, prob: float = 0.95) -> str:
-        """A plain-text report: model, fixed effects, variance components, diagnostics."""
+    def summary(self, prob: float = 0.95) -> _display.Summary:
+        """A plain-text report: model, fixed effects, variance components, correlations,
+        diagnostics. A ``str`` that a notebook shows as text (see :class:`display.Summary`)."""
         return _report.summary(self, prob)
 
     def __repr__(self) -> str:
-        return f"<bayes_lmm.Fit n={self.design.n} p={self.design.p} components={self.component_names}>"
+        return _display.fit_repr(self)
+
+    def _repr_html_(self) -> str:
+        """What a notebook shows for ``fit`` on a cell's last line: :func:`display.fit_html`."""
+        return _display.fit_html(self)

@@ -112,6 +112,16 @@ def _pymc_log_quiet(quiet: bool):
         logger.setLevel(level)
 
 
+def without_unconstrained(idata: az.InferenceData) -> az.InferenceData:
+    """Drop the sampler's unconstrained copies of the parameters (``sigma_pot_std_log__``,
+    ``corr_Subject_beta_logodds__``, …; nutpie stores them) from ``idata.posterior``: they are
+    internal, and ``az.summary``/``az.plot_trace`` would list them beside β and σ."""
+    internal = [name for name in idata.posterior.data_vars if str(name).endswith("__")]
+    if internal:
+        idata.posterior = idata.posterior.drop_vars(internal)
+    return idata
+
+
 def sample(
     model: pm.Model,
     *,

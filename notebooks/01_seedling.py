@@ -23,9 +23,6 @@ DRAWS, TUNE, CHAINS = 1000, 1000, 4
 # %%
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
@@ -60,7 +57,14 @@ design.var_y_structure(rows=range(5))
 # %%
 fit = bl.fit("weight ~ genotype + (1|pot)", data, coding="full", factors=["genotype"],
              draws=DRAWS, tune=TUNE, chains=CHAINS, random_seed=1, progressbar=False)
-print(fit.summary())
+
+# %% [markdown]
+# `fit` on the last line of a cell shows the whole report: the model, how it was sampled and
+# which likelihood form was used, the tables of $\boldsymbol\beta$, the variance components
+# and the diagnostics. (`fit.summary()` is the same report as text; `print` it in a terminal.)
+
+# %%
+fit
 
 # %% [markdown]
 # ## Estimable functions
@@ -93,4 +97,4 @@ fit.variance_ratio()
 fit.compare_reml()
 
 # %%
-fig = fit.plot_variance_components(random_seed=1)
+fit.plot_variance_components(random_seed=1)  # drawn once: the figure is returned, not left open

@@ -102,3 +102,66 @@ def test_simulate_command(tmp_path, capsys):
     assert main(["simulate", str(MODELS / "dyestuff.toml"), "--params", "{not json"]) == 2
     assert main(["simulate", str(MODELS / "seedling_matrices.toml"), "--params",
                  '{"beta": [10, 1, -1], "sd": {"pot": 1}, "Residual": 0.5}', "--seed", "1"]) == 0
+
+
+def test_fit_writes_a_file_bl_load_opens_and_the_correlations(sleep_fit, tmp_path, capsys, monkeypatch):
+    """Issue 18 items 15–16: `bayes-lmm fit` writes Fit.save's file and the correlations."""
+    import bayes_lmm as bl
+    from bayes_lmm import cli
+
+    monkeypatch.setattr(cli, "_sample_card", lambda card, args: sleep_fit)
+    out = tmp_path / "sleep"
+    assert main(["fit", str(MODELS / "sleepstudy.toml"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Random-effect correlations" in printed and "(1,Days)|Subject" in printed
+    back = bl.load(out / "idata.nc")
+    assert back.design.formula == "Reaction ~ Days + (Days|Subject)"
+    assert back.fixed_effects()["mean"].to_dict() == pytest.approx(sleep_fit.fixed_effects()["mean"].to_dict())
+    import pandas as pd
+
+    corr = pd.read_csv(out / "correlations.csv", index_col=0)
+    assert list(corr.index) == ["(1,Days)|Subject"] and {"median", "lower", "upper"} <= set(corr.columns)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["correlations"]) == {"(1,Days)|Subject"}
+    assert (out / "forest.png").stat().st_size > 0 and (out / "trace_sigma.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("contrast, named", [
+    ('"typo" = "genotyp[1] - genotype[2]"', "genotyp[1]"),
+    ('"alone" = "genotype[1]"', "not estimable"),
+])
+def test_card_contrasts_are_checked_before_any_compile(tmp_path, capsys, monkeypatch, contrast, named):
+    """Issue 18 item 17: a contrast typo is a one-line error with exit 2, before sampling."""
+    import time
+
+    import bayes_lmm.api as api
+
+    def never(*args, **kwargs):
+        raise RuntimeError("the model was built or sampled before the card was checked")
+
+    monkeypatch.setattr(api, "run_design", never)
+    monkeypatch.setattr(api, "build", never)
+    card = write(tmp_path, '[model]\ndata = "d.csv"\nformula = "weight ~ genotype + (1|pot)"\n'
+                           f'coding = "full"\nfactors = ["genotype"]\n[contrasts]\n{contrast}\n')
+    start = time.perf_counter()
+    assert main(["fit", str(card), *SMALL]) == 2
+    assert time.perf_counter() - start < 5
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and named in err and "card.toml" in err and "contrasts" in err
+
+
+def test_card_priors_and_sampler_are_checked_before_sampling(tmp_path, capsys, monkeypatch):
+    import bayes_lmm.api as api
+
+    def never(*args, **kwargs):
+        raise RuntimeError("sampled before the card was checked")
+
+    monkeypatch.setattr(api, "run_design", never)
+    card = write(tmp_path, '[model]\ndata = "d.csv"\nformula = "weight ~ genotype + (1|pot)"\n'
+                           '[priors]\n"1|pott" = { dist = "HalfNormal", sigma = 1.0 }\n')
+    assert main(["check", str(card), *SMALL]) == 2
+    assert "1|pott" in capsys.readouterr().err
+    card = write(tmp_path, '[model]\ndata = "d.csv"\nformula = "weight ~ genotype + (1|pot)"\n'
+                           '[sampler]\ntarget_accept = 1.5\n')
+    assert main(["fit", str(card), *SMALL]) == 2
+    assert "target_accept" in capsys.readouterr().err
