@@ -1,8 +1,10 @@
-"""One seed per fit: every random stream of a fit is spawned from it.
+"""One seed per fit: every random stream of a fit comes from it.
 
-``numpy.random.SeedSequence(seed)`` spawns one child per stream, so the chains, the exact β
-and u draws, predictions, replications and prior predictive draws are independent of each
-other and all reproduced by the one integer ``fit.random_seed``.
+``numpy.random.SeedSequence(seed)`` spawns one child per stream (the exact β and u draws,
+predictions, replications, prior predictive draws), so they are independent of each other
+and all reproduced by the one integer ``fit.random_seed``. The chains take the integer
+itself: PyMC and nutpie spawn their per-chain streams from it, and a seed that was given
+keeps drawing what it drew before this module existed (the tests' seeded fits included).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ class Seed:
     def resolve(cls, random_seed: int | None) -> Seed:
         """``random_seed``, or fresh entropy (recorded) when it is None."""
         if random_seed is None:
-            random_seed = int(np.random.SeedSequence().entropy % 2**63)
+            # 31 bits: every sampler takes it (JAX's keys included)
+            random_seed = int(np.random.SeedSequence().entropy % 2**31)
         return cls(int(random_seed))
 
     def _child(self, stream: str) -> np.random.SeedSequence:
@@ -41,7 +44,10 @@ class Seed:
         return np.random.default_rng(self._child(stream))
 
     def integer(self, stream: str, override: int | None = None) -> int:
-        """A 32-bit integer seed for ``stream`` (for the samplers and PyMC's draws)."""
+        """An integer seed for ``stream`` (for PyMC's draws): the seed itself for the chains,
+        a 32-bit one from the stream's child otherwise."""
         if override is not None:
             return int(override)
+        if stream == "chains":
+            return self.value
         return int(self._child(stream).generate_state(1, np.uint32)[0])
