@@ -164,3 +164,19 @@ def test_summary_words_come_from_the_form(unbalanced):
     assert words["y ~ x + (1|a/b)"] == "nested closed form"
     assert words["y ~ x + (1|a:b) + (1|d)"] == "'a:b' solved out, Cholesky of the rest"
     assert words["y ~ x + (x|a) + (x|d)"] == "q×q Cholesky"
+
+
+def test_the_compile_cache_key_is_the_forms_signature(unbalanced):
+    """nutpie's cache key (graph.model_signature) takes the design's part from the form: two
+    designs whose form signatures agree share a key, and the key names the form's structure."""
+    from bayes_lmm.graph import model_signature
+    from bayes_lmm.priors import resolve_priors
+
+    more = unbalanced.assign(b=unbalanced["b"] + 10 * (unbalanced.index % 2))
+    designs = [bl.design_from_formula("y ~ x + (1|a:b)", d) for d in (unbalanced, more)]
+    forms = [choose(d, "auto") for d in designs]
+    keys = [model_signature(d, resolve_priors({}, d), f) for d, f in zip(designs, forms)]
+    assert keys[0][0] == forms[0].signature() and keys[0] == keys[1]
+    assert model_signature(designs[0], resolve_priors({}, designs[0]), "marginal") == keys[0]
+    latent = model_signature(designs[0], resolve_priors({}, designs[0]), NonCentered(designs[0]))
+    assert latent != keys[0] and latent[0] == NonCentered(designs[0]).signature()
