@@ -21,9 +21,6 @@ DRAWS, TUNE, CHAINS = 1000, 1000, 4
 # %%
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 

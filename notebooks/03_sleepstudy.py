@@ -17,9 +17,6 @@ DRAWS, TUNE, CHAINS = 1000, 1000, 4
 # %%
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import pandas as pd
 
 import bayes_lmm as bl
