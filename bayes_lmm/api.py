@@ -71,6 +71,18 @@ def fit_matrices(
     Returns
     -------
     Fit
+
+    Examples
+    --------
+    The notes' Example 1 with X and Z typed in:
+
+    >>> import numpy as np
+    >>> import bayes_lmm as bl
+    >>> X = np.array([[1, 1, 0]] * 5 + [[1, 0, 1]] * 5, dtype=float)
+    >>> Z = np.eye(4)[[0, 0, 0, 1, 1, 2, 2, 2, 3, 3]]
+    >>> fit = bl.fit_matrices(data.weight, X, {"pot": Z}, x_names=["mu", "g1", "g2"],
+    ...                       random_seed=1)
+    >>> fit.contrast(np.array([[0, 1, -1], [1, 1, 0], [1, 0, 1]]))  # doctest: +SKIP
     """
     options = SamplerOptions(sampler=sampler, draws=draws, tune=tune, chains=chains,
                              random_seed=random_seed, target_accept=target_accept,
@@ -107,6 +119,20 @@ def fit(
         Numeric columns to treat as categorical in the fixed part (e.g. genotype coded 1, 2).
     priors, parameterization, sampler, draws, tune, chains, random_seed, target_accept, progressbar
         As in :func:`fit_matrices`.
+
+    Returns
+    -------
+    Fit
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import bayes_lmm as bl
+    >>> data = pd.read_csv("models/data/seedling.csv")
+    >>> fit = bl.fit("weight ~ genotype + (1|pot)", data, coding="full",
+    ...              factors=["genotype"], random_seed=1)
+    >>> fit.contrast({"g1-g2": "genotype[1] - genotype[2]"})  # doctest: +SKIP
+    >>> fit.variance_components()  # doctest: +SKIP
     """
     options = SamplerOptions(sampler=sampler, draws=draws, tune=tune, chains=chains,
                              random_seed=random_seed, target_accept=target_accept,
@@ -136,6 +162,15 @@ def reml(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, coding: 
     RemlResult
         ``fixed_effects`` (estimate, se), ``variance_components`` (sd, variance),
         ``correlations``, ``loglik`` and ``contrast(spec)``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import bayes_lmm as bl
+    >>> sleep = pd.read_csv("models/data/sleepstudy.csv")
+    >>> r = bl.reml("Reaction ~ Days + (1 + Days|Subject)", sleep)
+    >>> r.variance_components  # doctest: +SKIP
+    >>> r.contrast("Intercept + Days")  # doctest: +SKIP
     """
     if isinstance(formula_or_matrices, Design):
         design = formula_or_matrices
@@ -153,7 +188,25 @@ def reml(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, coding: 
 
 
 def compare(fits: Mapping[str, Fit]) -> pd.DataFrame:
-    """Rank fitted models by PSIS-LOO (ArviZ's ``compare``), best first, indexed by the given names."""
+    """Rank fitted models by PSIS-LOO (ArviZ's ``compare``), best first, indexed by the given names.
+
+    Parameters
+    ----------
+    fits : mapping of str to Fit
+        At least two fits of the same y.
+
+    Returns
+    -------
+    DataFrame
+        ArviZ's comparison table (``elpd_loo``, ``p_loo``, ``elpd_diff``, ``weight``, ...).
+
+    Examples
+    --------
+    >>> with_batch = bl.fit("Yield ~ 1 + (1|Batch)", dye, random_seed=1)  # doctest: +SKIP
+    >>> without = bl.fit_matrices(dye.Yield, np.ones((len(dye), 1)), None,
+    ...                           random_seed=1)  # doctest: +SKIP
+    >>> bl.compare({"batch": with_batch, "no batch": without})  # doctest: +SKIP
+    """
     import arviz as az
 
     if not isinstance(fits, Mapping) or len(fits) < 2:
@@ -215,6 +268,16 @@ def simulate(spec_or_fit: Any, params: Mapping[str, Any], *, random_seed: int | 
     DataFrame
         The template with its response column replaced by simulated values (formula or Fit),
         or a frame with a column ``y`` (matrices). The caller's frame is not modified.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import bayes_lmm as bl
+    >>> dye = pd.read_csv("models/data/dyestuff.csv")
+    >>> sim = bl.simulate("Yield ~ 1 + (1|Batch)", {"beta": {"Intercept": 1500},
+    ...                   "sd": {"Batch": 40}, "Residual": 50}, data=dye, random_seed=1)
+    >>> sim.shape == dye.shape
+    True
     """
     from . import checks
 
@@ -274,7 +337,32 @@ def sample_prior(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, 
                  priors: Mapping[str, Any] | None = None, random_seed: int | None = None):
     """Draws of every parameter and of y from the priors alone, before any fitting.
 
-    Takes a formula and data, or a ``(y, X, Z)`` tuple, like :func:`reml`.
+    Parameters
+    ----------
+    formula_or_matrices : str or (y, X, Z) tuple
+        A formula (then ``data`` is required) or a tuple as for :func:`fit_matrices`.
+    data : DataFrame, optional
+    draws : int
+        Number of prior draws.
+    coding, factors : as in :func:`fit`
+    priors : mapping, optional
+        Overrides, as in :func:`fit_matrices`; the rest are the auto-scaled defaults.
+    random_seed : int, optional
+
+    Returns
+    -------
+    arviz.InferenceData
+        ``prior`` (β, σ, u, ...) and ``prior_predictive`` (y) groups.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import bayes_lmm as bl
+    >>> data = pd.read_csv("models/data/seedling.csv")
+    >>> prior = bl.sample_prior("weight ~ genotype + (1|pot)", data, factors=["genotype"],
+    ...                         draws=200, random_seed=1)
+    >>> prior.prior_predictive["y"].shape  # doctest: +SKIP
+    (1, 200, 10)
     """
     if isinstance(formula_or_matrices, str):
         if data is None:

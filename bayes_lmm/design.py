@@ -97,6 +97,14 @@ class Design:
     """Everything numeric the model needs: y, X (+labels) and the random blocks.
 
     Build one with :func:`design_from_matrices` or :func:`design_from_formula`.
+
+    Examples
+    --------
+    >>> design = bl.design_from_formula("weight ~ genotype + (1|pot)", data,
+    ...                                 coding="full", factors=["genotype"])
+    >>> design.X.shape, design.rank
+    ((10, 3), 2)
+    >>> design.var_y_structure(rows=range(3))  # doctest: +SKIP
     """
 
     y: np.ndarray
@@ -184,6 +192,21 @@ def design_from_matrices(
         name the levels. Blocks with one nonzero entry per row are fitted by index-gather.
     x_names : sequence of str, optional
         Labels of X's columns (default: the DataFrame's columns, else ``x0, x1, …``).
+
+    Returns
+    -------
+    Design
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bayes_lmm as bl
+    >>> X = np.array([[1, 1, 0]] * 5 + [[1, 0, 1]] * 5, dtype=float)
+    >>> Z = np.eye(4)[[0, 0, 0, 1, 1, 2, 2, 2, 3, 3]]
+    >>> design = bl.design_from_matrices(np.arange(10.0), X, {"pot": Z},
+    ...                                  x_names=["mu", "g1", "g2"])
+    >>> design.rank
+    2
     """
     y_arr = _numeric_2d(np.asarray(y).reshape(-1) if np.ndim(y) == 2 and 1 in np.shape(y) else y, "y")
     check_response(y_arr, "y")
@@ -270,6 +293,28 @@ def design_from_formula(
     ``C(x)`` in the formula (``C(x, Treatment("b"))``, ``C(x, levels=[…])`` also set the
     reference level and the level order; see :mod:`bayes_lmm.dataprep`).
     The caller's DataFrame is copied, never modified.
+
+    Parameters
+    ----------
+    formula : str
+        As in :func:`bayes_lmm.fit`.
+    data : DataFrame
+    coding : {"treatment", "full"}
+    factors : sequence of str
+
+    Returns
+    -------
+    Design
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import bayes_lmm as bl
+    >>> data = pd.read_csv("models/data/seedling.csv")
+    >>> design = bl.design_from_formula("weight ~ genotype + (1|pot)", data,
+    ...                                 coding="full", factors=["genotype"])
+    >>> design.x_names
+    ('Intercept', 'genotype[1]', 'genotype[2]')
     """
     parsed = parse_formula(formula)
     frame = _prepare_data(data, list(factors), parsed)

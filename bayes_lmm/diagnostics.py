@@ -45,10 +45,17 @@ class Diagnostics:
         Variance components of factors with one observation per level: σ_j and σ_e then
         share one piece of information per level and are only weakly identified.
     outliers : tuple of FlaggedRow
-        Rows with |y − E[Xβ + Zu]| / E[σ_e] > :data:`OUTLIER_Z` (``value``: that ratio).
+        Rows with ``|y − E[Xβ + Zu]| / E[σ_e]`` > :data:`OUTLIER_Z` (``value``: that ratio).
     high_pareto_k : tuple of FlaggedRow
         Rows whose PSIS-LOO Pareto k exceeds :data:`PARETO_K_MAX` (``value``: k); filled
         once :meth:`Fit.loo` has run.
+
+    Examples
+    --------
+    >>> diag = fit.diagnostics()  # doctest: +SKIP
+    >>> diag.ok, diag.divergences, diag.max_rhat  # doctest: +SKIP
+    >>> for line in diag.problems() + diag.notes():  # doctest: +SKIP
+    ...     print(line)
     """
 
     divergences: int

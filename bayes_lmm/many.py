@@ -158,6 +158,11 @@ class ManyFits:
         ``response, error`` for each response that could not be fitted.
     seconds : float
         Wall time of the whole run.
+
+    Examples
+    --------
+    >>> many = bl.fit_many("~ dose + (1|batch/plate)", data, responses=genes)  # doctest: +SKIP
+    >>> many.variance_fractions(prob=0.95); many.failures  # doctest: +SKIP
     """
 
     design: Design = field(repr=False)
@@ -331,6 +336,12 @@ def fit_many(
     ManyFits
         ``variance_fractions()``, ``fixed_effects()``, ``contrast(spec)``, ``diagnostics()``
         and ``failures`` (responses that failed, with the error; the others are kept).
+
+    Examples
+    --------
+    >>> many = bl.fit_many("~ dose + (1|batch/plate)", data, responses=["g1", "g2"],
+    ...                    client=None, random_seed=1)  # doctest: +SKIP
+    >>> many.variance_fractions(prob=0.95)  # doctest: +SKIP
     """
     names, values, drop = _responses(data, responses)
     shared_formula, template = _template(formula, data, drop, coding, factors)

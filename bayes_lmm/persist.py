@@ -20,7 +20,16 @@ FORMAT = "bayes_lmm-fit-1"
 
 
 class FileFormatError(BayesLMMError):
-    """A file is not a bayes_lmm fit, or it is damaged."""
+    """A file is not a bayes_lmm fit, or it is damaged (raised by :func:`load`).
+
+    Examples
+    --------
+    >>> import bayes_lmm as bl
+    >>> try:
+    ...     bl.load("notes.txt")
+    ... except bl.FileFormatError as err:
+    ...     print(err)  # doctest: +SKIP
+    """
 
 
 def save(fit, path: str | Path) -> Path:
@@ -63,6 +72,20 @@ def save(fit, path: str | Path) -> Path:
 
 def load(path: str | Path):
     """Read a fit written by :meth:`Fit.save`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file written by :meth:`Fit.save` (or ``idata.nc`` of ``bayes-lmm fit --out``).
+
+    Returns
+    -------
+    Fit
+
+    Examples
+    --------
+    >>> fit.save("fit.nc")  # doctest: +SKIP
+    >>> again = bl.load("fit.nc")  # doctest: +SKIP
 
     Raises
     ------

@@ -53,7 +53,34 @@ def resolve_parameterization(requested: str, design: Design) -> str:
 
 
 def build(spec: ModelSpec, design: Design, *, parameterization: str | None = None) -> tuple[pm.Model, PriorSet, str]:
-    """Resolve priors and build the PyMC model without sampling (for inspection and tests)."""
+    """Resolve priors and build the PyMC model without sampling (for inspection and tests).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    design : Design
+    parameterization : str, optional
+        Overrides ``spec.parameterization`` (``auto`` is resolved as :func:`fit` would).
+
+    Returns
+    -------
+    model : pymc.Model
+    prior_set : PriorSet
+        The resolved priors.
+    parameterization : str
+        The parameterization the model uses.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import bayes_lmm as bl
+    >>> data = pd.read_csv("models/data/seedling.csv")
+    >>> spec = bl.ModelSpec(formula="weight ~ genotype + (1|pot)", factors=("genotype",))
+    >>> design = bl.design_from_formula(spec.formula, data, factors=spec.factors)
+    >>> model, priors, parameterization = bl.build(spec, design)
+    >>> parameterization
+    'marginal'
+    """
     model, prior_set, form = build_with_form(spec, design, parameterization=parameterization)
     return model, prior_set, form.parameterization
 

@@ -121,6 +121,12 @@ class RemlResult:
     loglik : float
         The REML log-likelihood at the optimum (lme4's ``logLik(fit)``).
     converged : bool
+
+    Examples
+    --------
+    >>> r = bl.reml("weight ~ genotype + (1|pot)", data, factors=["genotype"])
+    >>> r.variance_components["sd"]  # doctest: +SKIP
+    >>> r.contrast({"g1-g2": "genotype[1] - genotype[2]"})  # doctest: +SKIP
     """
 
     fixed_effects: pd.DataFrame

@@ -66,6 +66,13 @@ class Fit:
         The sampler actually used.
     seed : bayes_lmm.seeds.Seed
         The seed every random stream of the fit was spawned from (:attr:`random_seed`).
+
+    Examples
+    --------
+    >>> fit = bl.fit("weight ~ genotype + (1|pot)", data, factors=["genotype"],
+    ...              random_seed=1)  # doctest: +SKIP
+    >>> fit.fixed_effects(); fit.variance_components(); fit.icc()  # doctest: +SKIP
+    >>> fit.plot_variance_components()  # doctest: +SKIP
     """
 
     def __init__(self, *, spec: ModelSpec, options: SamplerOptions, design: Design,
@@ -97,6 +104,7 @@ class Fit:
 
     @property
     def n_draws(self) -> int:
+        """Number of posterior draws, all chains together."""
         post = self.idata.posterior
         return int(post.sizes["chain"] * post.sizes["draw"])
 
@@ -107,6 +115,7 @@ class Fit:
 
     @property
     def component_names(self) -> list[str]:
+        """Names of the variance components, as in :meth:`variance_components`."""
         return _tables.component_names(self.design)
 
     def _u_draws(self) -> np.ndarray | None:
@@ -357,7 +366,7 @@ class Fit:
         For a rank-deficient X (the notes' full coding) β enters through its estimable
         functions: the distinct rows of Xβ. Also: the components of factors with one
         observation per level (weakly identified against σ_e), rows whose standardized
-        residual |y − E[Xβ + Zu]| / E[σ_e] exceeds 4, and, once :meth:`loo` has run, rows
+        residual ``|y − E[Xβ + Zu]| / E[σ_e]`` exceeds 4, and, once :meth:`loo` has run, rows
         with Pareto k > 0.7 (see :class:`bayes_lmm.diagnostics.Diagnostics`).
         """
         if self._diagnostics is None:

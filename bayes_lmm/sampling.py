@@ -57,7 +57,21 @@ def clear_compiled_cache(*, disk: bool = False) -> int:
     """Forget the compiled models kept for reuse in this process, and with ``disk=True`` also
     those cached on disk for later processes (see :mod:`bayes_lmm.nutpie_cache`).
 
-    Returns the number of files removed from disk.
+    Parameters
+    ----------
+    disk : bool
+        Also remove the compiled models bayes_lmm stored on disk.
+
+    Returns
+    -------
+    int
+        The number of files removed from disk.
+
+    Examples
+    --------
+    >>> import bayes_lmm as bl
+    >>> bl.clear_compiled_cache()
+    0
     """
     _COMPILED.clear()
     return clear_disk_cache() if disk else 0

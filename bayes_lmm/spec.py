@@ -43,6 +43,12 @@ class Prior:
         (for a variance σ²); ``LKJ`` (for the correlation matrix of correlated random effects).
     params : mapping
         The family's parameters, named as in PyMC (``sigma``, ``nu``, ``beta``, ``lam``, ...).
+
+    Examples
+    --------
+    >>> import bayes_lmm as bl
+    >>> bl.Prior("HalfNormal", (("sigma", 2.0),)) == bl.HalfNormal(2.0)
+    True
     """
 
     family: str
@@ -105,42 +111,176 @@ class Prior:
 
 
 def Normal(mu: float = 0.0, sigma: float = 1.0) -> Prior:
-    """Normal prior for a fixed effect β."""
+    """Normal prior for a fixed effect β.
+
+    Parameters
+    ----------
+    mu : float
+        Mean.
+    sigma : float
+        Standard deviation.
+
+    Returns
+    -------
+    Prior
+
+    Examples
+    --------
+    >>> import bayes_lmm as bl
+    >>> fit = bl.fit("weight ~ genotype + (1|pot)", data, factors=["genotype"],
+    ...              priors={"fixed": bl.Normal(0, 10)})  # doctest: +SKIP
+    """
     return Prior("Normal", (("mu", mu), ("sigma", sigma)))
 
 
 def StudentT(nu: float, mu: float = 0.0, sigma: float = 1.0) -> Prior:
-    """Student-t prior for a fixed effect β."""
+    """Student-t prior for a fixed effect β (keeps β sampled under the marginal form).
+
+    Parameters
+    ----------
+    nu : float
+        Degrees of freedom.
+    mu : float
+        Location.
+    sigma : float
+        Scale.
+
+    Returns
+    -------
+    Prior
+
+    Examples
+    --------
+    >>> import bayes_lmm as bl
+    >>> bl.StudentT(3, 0, 10).family
+    'StudentT'
+    """
     return Prior("StudentT", (("nu", nu), ("mu", mu), ("sigma", sigma)))
 
 
 def HalfNormal(sigma: float) -> Prior:
-    """Half-normal prior for a standard deviation σ."""
+    """Half-normal prior for a standard deviation σ.
+
+    Parameters
+    ----------
+    sigma : float
+        Scale of the half-normal.
+
+    Returns
+    -------
+    Prior
+
+    Examples
+    --------
+    >>> import bayes_lmm as bl
+    >>> fit = bl.fit("weight ~ genotype + (1|pot)", data, factors=["genotype"],
+    ...              priors={"pot": bl.HalfNormal(2.0)})  # doctest: +SKIP
+    """
     return Prior("HalfNormal", (("sigma", sigma),))
 
 
 def HalfStudentT(nu: float, sigma: float) -> Prior:
-    """Half-Student-t prior for a standard deviation σ."""
+    """Half-Student-t prior for a standard deviation σ.
+
+    Parameters
+    ----------
+    nu : float
+        Degrees of freedom.
+    sigma : float
+        Scale.
+
+    Returns
+    -------
+    Prior
+
+    Examples
+    --------
+    >>> import bayes_lmm as bl
+    >>> priors = {"random": bl.HalfStudentT(3, 1.0)}
+    """
     return Prior("HalfStudentT", (("nu", nu), ("sigma", sigma)))
 
 
 def HalfCauchy(beta: float) -> Prior:
-    """Half-Cauchy prior for a standard deviation σ (scale ``beta``)."""
+    """Half-Cauchy prior for a standard deviation σ (scale ``beta``).
+
+    Parameters
+    ----------
+    beta : float
+        Scale.
+
+    Returns
+    -------
+    Prior
+
+    Examples
+    --------
+    >>> import bayes_lmm as bl
+    >>> priors = {"1|pot": bl.HalfCauchy(1.0)}
+    """
     return Prior("HalfCauchy", (("beta", beta),))
 
 
 def Exponential(lam: float) -> Prior:
-    """Exponential prior for a standard deviation σ (rate ``lam``, mean ``1/lam``)."""
+    """Exponential prior for a standard deviation σ (rate ``lam``, mean ``1/lam``).
+
+    Parameters
+    ----------
+    lam : float
+        Rate.
+
+    Returns
+    -------
+    Prior
+
+    Examples
+    --------
+    >>> import bayes_lmm as bl
+    >>> priors = {"Residual": bl.Exponential(1.0)}
+    """
     return Prior("Exponential", (("lam", lam),))
 
 
 def InverseGamma(alpha: float, beta: float) -> Prior:
-    """Inverse-gamma prior placed on a variance σ² (not on σ)."""
+    """Inverse-gamma prior placed on a variance σ² (not on σ).
+
+    Parameters
+    ----------
+    alpha : float
+        Shape.
+    beta : float
+        Scale.
+
+    Returns
+    -------
+    Prior
+
+    Examples
+    --------
+    >>> import bayes_lmm as bl
+    >>> priors = {"pot": bl.InverseGamma(2.0, 1.0)}  # a prior on σ²_pot
+    """
     return Prior("InverseGamma", (("alpha", alpha), ("beta", beta)))
 
 
 def LKJ(eta: float = 2.0) -> Prior:
-    """LKJ prior on the correlation matrix of correlated random effects (η = 1 is uniform)."""
+    """LKJ prior on the correlation matrix of correlated random effects (η = 1 is uniform).
+
+    Parameters
+    ----------
+    eta : float
+        Concentration; larger η pulls the correlations towards 0.
+
+    Returns
+    -------
+    Prior
+
+    Examples
+    --------
+    >>> import bayes_lmm as bl
+    >>> fit = bl.fit("Reaction ~ Days + (1 + Days|Subject)", sleep,
+    ...              priors={"correlation": bl.LKJ(4.0)})  # doctest: +SKIP
+    """
     return Prior("LKJ", (("eta", eta),))
 
 
@@ -192,6 +332,16 @@ class ModelSpec:
         User overrides; everything else is auto-scaled by :mod:`bayes_lmm.priors`.
     parameterization : str
         ``noncentered``, ``centered``, ``marginal`` or ``auto``.
+    factors : tuple of str
+        Numeric columns treated as factors in the fixed part.
+
+    Examples
+    --------
+    >>> import bayes_lmm as bl
+    >>> spec = bl.ModelSpec(formula="weight ~ genotype + (1|pot)", coding="full",
+    ...                     factors=("genotype",))
+    >>> spec.parameterization
+    'auto'
     """
 
     formula: str | None = None

@@ -66,4 +66,4 @@ fit.icc()
 fit.contrast(np.array([[0, 1, -1, 0, 0], [0, 1, 0, -1, 0], [1, 0, 0, 0, 1]]))
 
 # %%
-fig = fit.plot_var_y(rows=list(range(8)))
+fit.plot_var_y(rows=list(range(8)))  # the returned Figure, shown as the cell value

@@ -49,4 +49,4 @@ new = pd.DataFrame({"Days": [0, 5, 9] * 2, "Subject": ["308"] * 3 + ["new"] * 3}
 fit.predict(new, random_seed=1)
 
 # %%
-fig = fit.plot_shrinkage()
+fit.plot_shrinkage()  # the returned Figure, shown as the cell value

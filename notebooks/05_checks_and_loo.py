@@ -38,7 +38,7 @@ with_batch.check(random_seed=1)
 without_batch.check(statistics=["sd_group_means"], groups=["Batch"], random_seed=1)
 
 # %%
-fig = without_batch.plot_check(groups=["Batch"], random_seed=1)
+without_batch.plot_check(groups=["Batch"], random_seed=1)
 
 # %% [markdown]
 # ## LOO: random slopes against random intercepts on sleepstudy
@@ -50,4 +50,4 @@ intercepts = bl.fit("Reaction ~ Days + (1|Subject)", sleep, random_seed=2, **opt
 bl.compare({"(Days|Subject)": slopes, "(1|Subject)": intercepts})
 
 # %%
-fig = slopes.plot_ppc(random_seed=1)
+slopes.plot_ppc(random_seed=1)
