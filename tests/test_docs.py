@@ -85,5 +85,7 @@ def test_docs_build_renders_every_notebook_with_figures(site):
         html = (site / "notebooks" / f"{stem}.html").read_text()
         assert "<img" in html, f"{stem}: no figure on the page"
         assert "Traceback (most recent call last)" not in html, f"{stem}: a cell errored"
+        # the notes' formulas render without a network: MathJax is served by the site itself
+        assert 'src="../_static/mathjax/tex-chtml.js"' in html
     images = list((site / "_images").glob("*.png"))
     assert len(images) >= len(NOTEBOOKS)
