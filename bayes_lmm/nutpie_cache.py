@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
+import logging
 import os
 import pickle
 import warnings
@@ -263,7 +264,7 @@ def seeded_initial_point(model: pm.Model):
     return seeded
 
 
-def compile_nutpie(model: pm.Model, *, structure_key: tuple | None = None):
+def compile_nutpie(model: pm.Model, *, structure_key: tuple | None = None, compile_note: str | None = None):
     """A ``nutpie`` compiled model of ``model`` whose C callbacks are cached on disk.
 
     Parameters
@@ -275,6 +276,9 @@ def compile_nutpie(model: pm.Model, *, structure_key: tuple | None = None):
         compile to the same function. With it, a later process loads the callbacks from a
         small manifest without building PyTensor functions at all; without it PyTensor's
         key of the graph is used.
+    compile_note : str, optional
+        Logged (logger ``bayes_lmm``, WARNING) just before compiling, when the disk cache
+        does not hold the model.
 
     Returns
     -------
@@ -288,6 +292,8 @@ def compile_nutpie(model: pm.Model, *, structure_key: tuple | None = None):
         compiled = _from_manifest(model, manifest, pymc_initial)
         if compiled is not None:
             return compiled
+    if compile_note:
+        logging.getLogger("bayes_lmm").warning(compile_note)
     n_dim, n_expanded, logp_fn_pt, expand_fn_pt, initial_point_fn, shape_info = cp._make_functions(
         model, mode="NUMBA", compute_grad=True, join_expanded=True,
         pymc_initial_point_fn=pymc_initial)

@@ -15,7 +15,8 @@ import xarray as xr
 
 from .completion import complete
 from .design import Design
-from .graph import build_model, model_signature
+from .graph import build_model, integrates_beta, model_signature
+from .kernel_sampling import kernel_model, unavailable
 from .likelihood import Form, choose
 from .priors import PriorSet, resolve_priors
 from .results import Fit
@@ -106,11 +107,23 @@ def run_design(spec: ModelSpec, design: Design, options: SamplerOptions, *, cond
     target = options.target_accept if options.target_accept is not None else default_target_accept(design, form)
     # only nutpie keeps compiled models by structure (the key comes from the form's signature)
     cache_key = model_signature(design, prior_set, form) if sampler == "nutpie" else None
+    # nutpie samples an exact form through the compiled kernel where it applies: no compilation
+    beta_integrated = integrates_beta(design, prior_set, form)
+    kernel = kernel_model(model, design, prior_set, form, beta_integrated=beta_integrated) if sampler == "nutpie" else None
+    note = None
+    if sampler == "nutpie" and kernel is None:
+        why = (unavailable(design, prior_set, form, beta_integrated=beta_integrated)
+               or "the compiled kernel could not be built here (no C compiler or no writable cache directory)")
+        note = (f"bayes_lmm: this model has no precompiled kernel ({why}), so its PyMC graph is "
+                "compiled now: about 1–2 minutes, once per model structure on this machine; later fits "
+                "of the same structure load it in about a second.")
     idata = without_unconstrained(sample(
         model, sampler=sampler, draws=options.draws, tune=options.tune, chains=options.chains,
         random_seed=seed.integer("chains"), target_accept=float(target), progressbar=options.progressbar,
-        cache_key=cache_key, cores=options.cores,
+        cache_key=cache_key, cores=options.cores, kernel=kernel, compile_note=note,
     ))
+    # which log-density the sampler evaluated (the compiled kernel is tested equal to the graph)
+    idata.posterior.attrs["log_density"] = "compiled kernel" if kernel is not None else "PyMC graph"
     complete(idata, form, design, prior_set, seed, draw_u=conditional_u)
     if "observed_data" not in idata.groups():
         idata.add_groups(observed_data=xr.Dataset({"y": (("obs",), design.y)}))

@@ -26,10 +26,11 @@ def summary(fit, prob: float = 0.95) -> Summary:
     d = fit.diagnostics()
     design = fit.design
     model = design.formula or f"explicit X ({design.n}×{design.p}) and Z blocks {[b.group for b in design.blocks]}"
+    kernel = " on the compiled kernel" if fit.idata.posterior.attrs.get("log_density") == "compiled kernel" else ""
     lines = [
         f"Bayesian linear mixed model: {model}",
         f"  {design.n} observations, rank(X) = {design.rank} of {design.p} columns",
-        f"  sampler {fit.sampler}, parameterization {fit.parameterization}"
+        f"  sampler {fit.sampler}{kernel}, parameterization {fit.parameterization}"
         f"{marginal_form(fit.form, integrates_beta(design, fit.prior_set, fit.form))}, "
         f"{d.chains} chains × {d.draws // max(d.chains, 1)} draws, target_accept {fit.target_accept:g}",
         "",

@@ -77,7 +77,7 @@ def clear_compiled_cache(*, disk: bool = False) -> int:
     return clear_disk_cache() if disk else 0
 
 
-def _compiled_nutpie(model: pm.Model, cache_key: tuple | None):
+def _compiled_nutpie(model: pm.Model, cache_key: tuple | None, compile_note: str | None = None):
     import nutpie
 
     data = {v.name: v.get_value() for v in model.data_vars}
@@ -97,7 +97,7 @@ def _compiled_nutpie(model: pm.Model, cache_key: tuple | None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         try:
-            compiled = compile_nutpie(model, structure_key=cache_key)
+            compiled = compile_nutpie(model, structure_key=cache_key, compile_note=compile_note)
         except (AttributeError, TypeError, ImportError) as exc:
             # nutpie internals this relies on moved: sample all the same, compiling as nutpie does
             problem, compiled = exc, None
@@ -148,6 +148,8 @@ def sample(
     progressbar: bool,
     cache_key: tuple | None = None,
     cores: int | None = None,
+    kernel=None,
+    compile_note: str | None = None,
 ) -> az.InferenceData:
     """Run NUTS on ``model`` and return its InferenceData (posterior, sample_stats, observed_data).
 
@@ -169,11 +171,22 @@ def sample(
     cores : int, optional
         Chains run in parallel on this many threads (default: one per chain, at most the
         number of CPUs).
+    kernel : KernelModel, optional
+        nutpie only: sample the compiled kernel of ``model``'s exact form
+        (:mod:`bayes_lmm.kernel_sampling`) instead of compiling the PyMC graph.
+    compile_note : str, optional
+        nutpie only: said once (logger ``bayes_lmm``, level WARNING) when the PyMC graph
+        must be compiled, that is, when neither this process nor the disk cache holds it.
     """
     seed = random_seed if random_seed is not None else int(np.random.SeedSequence().entropy % 2**31)
     cores = cores if cores is not None else max(1, min(chains, os.cpu_count() or 1))
     if sampler == "nutpie":
-        compiled = _compiled_nutpie(model, cache_key)
+        if kernel is not None:
+            from .kernel_sampling import nutpie_model
+
+            compiled = nutpie_model(kernel)
+        else:
+            compiled = _compiled_nutpie(model, cache_key, compile_note)
         import nutpie
 
         # chains run in parallel threads: a multi-threaded BLAS inside each gradient (the

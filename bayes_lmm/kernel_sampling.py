@@ -1,0 +1,184 @@
+"""NUTS on the compiled kernel (:mod:`bayes_lmm.likelihood.kernel`) through nutpie's public
+``from_pyfunc`` interface: the fast path of every exact form, with nothing compiled per model.
+
+The PyMC model stays the statement of the model: the kernel evaluates the same log-density
+(tests/test_kernel.py holds it to the graph's compiled log-density and gradient), its
+coordinates are the graph's value variables in the graph's order, and the trace holds the
+graph's deterministics (``sigma``, ``correlation``, β's conditional), so everything after
+sampling is shared with the PyMC path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+
+from .design import Design
+from .likelihood import Form, kernel
+from .likelihood.kernel_data import KernelData, SdPrior, build_kernel_data, kernel_applies
+from .names import BETA_CHOL, BETA_DIM, BETA_MEAN, CHOL_COLUMN_DIM, COMPONENT_DIM, CORR_DIM
+from .priors import PriorSet
+
+#: the families the kernel evaluates (others sample the PyMC graph)
+SUPPORTED_SD_FAMILIES = frozenset(kernel.SD_FAMILIES)
+
+
+@dataclass(frozen=True, eq=False)
+class KernelModel:
+    """A design's kernel arrays, the loaded kernel, and the trace's names and dims."""
+
+    data: KernelData
+    kernel: kernel.Kernel
+    coords: dict
+    packed: tuple[np.ndarray, np.ndarray]
+
+    def function(self):
+        """A log-density function x ↦ (log p, ∇ log p) with its own buffers (one per chain:
+        nutpie calls it from the chain's thread) and the kernel's pointers resolved once, so a
+        call costs the kernel plus a few microseconds."""
+        d = self.data
+        x_buf, grad = np.zeros(d.n_dim), np.zeros(d.n_dim)
+        outs = [np.zeros(d.p), np.zeros((d.p, d.p)), np.zeros(d.n_sd), np.zeros(max(d.n_corr, 1))]
+        ints, floats = self.packed
+        pointers = [x_buf.ctypes.data, grad.ctypes.data] + [a.ctypes.data for a in outs] + [ints.ctypes.data,
+                                                                                            floats.ctypes.data]
+        fn = self.kernel.raw
+
+        def logp(x, **_shared):
+            x_buf[:] = x
+            value = fn(*pointers)
+            return value, grad.copy()
+
+        return logp, x_buf, outs
+
+    def logp(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log-density (with priors and Jacobians) and gradient at the unconstrained x."""
+        return self.function()[0](x)
+
+    def expand_function(self):
+        """x ↦ the traced variables: σ's, correlations and β's conditional given θ."""
+        logp, _, (mean, chol, sigma, corr) = self.function()
+        d = self.data
+
+        def expand(x, **_shared):
+            logp(x)
+            traced = {"sigma": sigma.copy(), BETA_MEAN: d.beta0 + d.beta_sd * mean, BETA_CHOL: chol.copy()}
+            if d.n_corr:
+                traced["correlation"] = corr[: d.n_corr].copy()
+            return traced
+
+        return expand
+
+    def initial_point(self, seed: int) -> np.ndarray:
+        """PyMC's initial point: the support point (0 on every unconstrained axis but an
+        InverseGamma's log variance) jittered by U(−1, 1)."""
+        rng = np.random.default_rng(seed)
+        return self.data.layout["x_support"] + rng.uniform(-1.0, 1.0, self.data.n_dim)
+
+
+def _support(sd_priors: list[SdPrior], sd_x: np.ndarray, n_dim: int) -> np.ndarray:
+    x0 = np.zeros(n_dim)
+    for prior, pos in zip(sd_priors, sd_x):
+        if prior.family == "InverseGamma" and prior.shape > 1:
+            x0[pos] = -np.log(prior.shape - 1.0)  # mode-free support point: the mean 1/(α − 1)
+    return x0
+
+
+def unavailable(design: Design, prior_set: PriorSet, form: Form, *, beta_integrated: bool) -> str | None:
+    """Why the kernel cannot evaluate this model, in words (None: it can)."""
+    if form.samples_u:
+        return f"the {form.name} parameterization samples u"
+    if not beta_integrated:
+        return "β is sampled (a prior on β other than Normal, or more than 30 fixed effects)"
+    if any(b.correlated and b.n_coefs > 2 for b in design.blocks):
+        return "a correlated block of 3 or more coefficients"
+    if not kernel_applies(design):
+        return "the random effects leave too large a system after eliminating one factor"
+    priors = [prior_set.component(c) for c in design.components] + [prior_set.residual]
+    odd = sorted({p.family for p in priors} - SUPPORTED_SD_FAMILIES)
+    if odd:
+        return f"a standard deviation prior of family {', '.join(odd)}"
+    return None
+
+
+def kernel_model(model: pm.Model, design: Design, prior_set: PriorSet, form: Form, *,
+                 beta_integrated: bool) -> KernelModel | None:
+    """The kernel model of a fit, or None where the kernel does not apply
+    (:func:`unavailable`) or cannot be loaded (no C compiler, no writable directory)."""
+    if unavailable(design, prior_set, form, beta_integrated=beta_integrated) is not None:
+        return None
+    lib = kernel.load()
+    if lib is None:
+        return None
+    priors = [prior_set.component(c) for c in design.components] + [prior_set.residual]
+    sd_priors = [SdPrior.of(p) for p in priors]
+    names = tuple(model.rvs_to_values[rv].name for rv in model.free_RVs)
+    mu = np.array([dict(p.params)["mu"] for p in prior_set.beta], float)
+    sd = np.array([dict(p.params)["sigma"] for p in prior_set.beta], float)
+    data = build_kernel_data(design, sd_priors, prior_set.correlation.kwargs()["eta"], mu, sd, names)
+    data.layout["x_support"] = _support(sd_priors, data.layout["sd_x"], data.n_dim)
+    coords = {k: list(v) for k, v in model.coords.items() if k in (BETA_DIM, COMPONENT_DIM, CORR_DIM, CHOL_COLUMN_DIM)}
+    return KernelModel(data=data, kernel=lib, coords=coords, packed=data.packed())
+
+
+def _traced(d: KernelData):
+    """Names, shapes and dims of the traced variables, in the order the kernel expands them."""
+    names = ["sigma", BETA_MEAN, BETA_CHOL] + (["correlation"] if d.n_corr else [])
+    shapes = [(d.n_sd,), (d.p,), (d.p, d.p)] + ([(d.n_corr,)] if d.n_corr else [])
+    dims = {"sigma": (COMPONENT_DIM,), BETA_MEAN: (BETA_DIM,), BETA_CHOL: (BETA_DIM, CHOL_COLUMN_DIM)}
+    if d.n_corr:
+        dims["correlation"] = (CORR_DIM,)
+    return names, shapes, dims
+
+
+@dataclass(frozen=True)
+class _Address:
+    """What nutpie reads of a compiled callback: its address."""
+
+    address: int
+
+
+def _native_model(km: KernelModel):
+    """nutpie's model of C callbacks with the kernel's own addresses: the sampler calls the
+    kernel without the Python interpreter (nutpie's callback interface of
+    ``nutpie.compile_pymc.CompiledPyMCModel``, tested with the versions pyproject.toml allows)."""
+    from nutpie.compile_pymc import CompiledPyMCModel
+
+    d = km.data
+    names, shapes, dims = _traced(d)
+    sizes = [int(np.prod(s)) for s in shapes]
+    ends = np.cumsum(sizes)
+    slices = [slice(int(e - n), int(e)) for n, e in zip(sizes, ends)]
+    ints, floats = km.packed
+    user_data = np.array([ints.ctypes.data, floats.ctypes.data], dtype=np.uint64)
+    return CompiledPyMCModel(
+        dims=dims, compiled_logp_func=_Address(km.kernel.nutpie_logp),
+        compiled_expand_func=_Address(km.kernel.nutpie_expand), initial_point_func=km.initial_point,
+        # the arrays the callbacks read through user_data stay alive with the model
+        shared_data={"ints": ints, "floats": floats}, user_data=user_data, n_expanded=int(ends[-1]),
+        shape_info=(names, slices, shapes), logp_func=None, expand_func=None, _n_dim=d.n_dim,
+        _shapes=dict(zip(names, shapes)), _coords=km.coords)
+
+
+def nutpie_model(km: KernelModel):
+    """A nutpie model of the kernel: its C callbacks handed to nutpie directly, or where this
+    nutpie differs, ``nutpie.compiled_pyfunc.from_pyfunc`` (public; ≈ 50 µs per gradient
+    more, through the interpreter). Nothing is compiled either way."""
+    try:
+        return _native_model(km)
+    except (ImportError, AttributeError, TypeError):
+        pass
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    names, shapes, dims = _traced(km.data)
+
+    def make_logp():
+        return km.function()[0]
+
+    def make_expand(seed1, seed2, chain):
+        return km.expand_function()
+
+    return from_pyfunc(km.data.n_dim, make_logp, make_expand, [np.dtype("float64")] * len(names), shapes, names,
+                       coords=km.coords, dims=dims, make_initial_point_fn=km.initial_point)
