@@ -15,10 +15,20 @@ from dataclasses import dataclass
 import numpy as np
 import pymc as pm
 
-from .design import Design
+from .design import RESIDUAL, Design
 from .likelihood import Form, kernel
 from .likelihood.kernel_data import KernelData, SdPrior, build_kernel_data, kernel_applies
-from .names import BETA_CHOL, BETA_DIM, BETA_MEAN, CHOL_COLUMN_DIM, COMPONENT_DIM, CORR_DIM
+from .names import (
+    BETA_CHOL,
+    BETA_DIM,
+    BETA_MEAN,
+    CHOL_COLUMN_DIM,
+    COMPONENT_DIM,
+    CORR_DIM,
+    block_key,
+    safe_name,
+)
+from .nutpie_cache import seeded_initial_point
 from .priors import PriorSet
 
 #: the families the kernel evaluates (others sample the PyMC graph)
@@ -33,37 +43,25 @@ class KernelModel:
     kernel: kernel.Kernel
     coords: dict
     packed: tuple[np.ndarray, np.ndarray]
+    start: object  # seed ↦ the graph's initial point by value-variable name
 
-    def function(self):
+    def function(self) -> _LogDensity:
         """A log-density function x ↦ (log p, ∇ log p) with its own buffers (one per chain:
-        nutpie calls it from the chain's thread) and the kernel's pointers resolved once, so a
-        call costs the kernel plus a few microseconds."""
-        d = self.data
-        x_buf, grad = np.zeros(d.n_dim), np.zeros(d.n_dim)
-        outs = [np.zeros(d.p), np.zeros((d.p, d.p)), np.zeros(d.n_sd), np.zeros(max(d.n_corr, 1))]
-        ints, floats = self.packed
-        pointers = [x_buf.ctypes.data, grad.ctypes.data] + [a.ctypes.data for a in outs] + [ints.ctypes.data,
-                                                                                            floats.ctypes.data]
-        fn = self.kernel.raw
-
-        def logp(x, **_shared):
-            x_buf[:] = x
-            value = fn(*pointers)
-            return value, grad.copy()
-
-        return logp, x_buf, outs
+        nutpie calls it from the chain's thread)."""
+        return _LogDensity(self)
 
     def logp(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Log-density (with priors and Jacobians) and gradient at the unconstrained x."""
-        return self.function()[0](x)
+        return self.function()(x)
 
     def expand_function(self):
         """x ↦ the traced variables: σ's, correlations and β's conditional given θ."""
-        logp, _, (mean, chol, sigma, corr) = self.function()
+        f = self.function()
         d = self.data
 
-        def expand(x, **_shared):
-            logp(x)
+        def expand(x, **_shared):  # nutpie passes its shared data (none here) by keyword
+            f(x)
+            mean, chol, sigma, corr = f.outs
             traced = {"sigma": sigma.copy(), BETA_MEAN: d.beta0 + d.beta_sd * mean, BETA_CHOL: chol.copy()}
             if d.n_corr:
                 traced["correlation"] = corr[: d.n_corr].copy()
@@ -72,18 +70,45 @@ class KernelModel:
         return expand
 
     def initial_point(self, seed: int) -> np.ndarray:
-        """PyMC's initial point: the support point (0 on every unconstrained axis but an
-        InverseGamma's log variance) jittered by U(−1, 1)."""
-        rng = np.random.default_rng(seed)
-        return self.data.layout["x_support"] + rng.uniform(-1.0, 1.0, self.data.n_dim)
+        """The graph's own seeded initial point (PyMC's support points jittered by U(−1, 1)
+        on the unconstrained scale): the same start as the graph path with the same seed."""
+        point = self.start(seed)
+        return np.array([float(np.asarray(point[name])) for name in self.data.names])
 
 
-def _support(sd_priors: list[SdPrior], sd_x: np.ndarray, n_dim: int) -> np.ndarray:
-    x0 = np.zeros(n_dim)
-    for prior, pos in zip(sd_priors, sd_x):
-        if prior.family == "InverseGamma" and prior.shape > 1:
-            x0[pos] = -np.log(prior.shape - 1.0)  # mode-free support point: the mean 1/(α − 1)
-    return x0
+class _LogDensity:
+    """x ↦ (log p, ∇ log p) through the kernel, holding every buffer the kernel writes (the
+    pointers are resolved once; a call costs the kernel plus a few microseconds)."""
+
+    def __init__(self, km: KernelModel):
+        d = km.data
+        self.x, self.grad = np.zeros(d.n_dim), np.zeros(d.n_dim)
+        self.outs = (np.zeros(d.p), np.zeros((d.p, d.p)), np.zeros(d.n_sd), np.zeros(max(d.n_corr, 1)))
+        self.packed = km.packed
+        ints, floats = self.packed
+        self.pointers = ([self.x.ctypes.data, self.grad.ctypes.data] + [a.ctypes.data for a in self.outs]
+                         + [ints.ctypes.data, floats.ctypes.data])
+        self.fn = km.kernel.raw
+
+    def __call__(self, x, **_shared):  # nutpie passes its shared data (none here) by keyword
+        self.x[:] = x
+        value = self.fn(*self.pointers)
+        return value, self.grad.copy()
+
+
+def expected_names(design: Design, prior_set: PriorSet) -> tuple[str, ...]:
+    """The graph's value variables as the kernel lays them out: per block its σ's then its
+    correlation, σ_e last (names as :func:`bayes_lmm.graph.build_model` gives them)."""
+    def sd(name, prior):
+        raw = f"var_{name}_std" if prior.family == "InverseGamma" else f"sigma_{name}_std"
+        return f"{raw}_log__"
+
+    names = []
+    for blk in design.blocks:
+        names += [sd(safe_name(c), prior_set.component(c)) for c in blk.components]
+        if blk.correlated and blk.n_coefs > 1:
+            names.append(f"corr_{safe_name(block_key(design, blk))}_beta_logodds__")
+    return tuple(names + [sd(RESIDUAL, prior_set.residual)])
 
 
 def unavailable(design: Design, prior_set: PriorSet, form: Form, *, beta_integrated: bool) -> str | None:
@@ -115,12 +140,17 @@ def kernel_model(model: pm.Model, design: Design, prior_set: PriorSet, form: For
     priors = [prior_set.component(c) for c in design.components] + [prior_set.residual]
     sd_priors = [SdPrior.of(p) for p in priors]
     names = tuple(model.rvs_to_values[rv].name for rv in model.free_RVs)
+    if names != expected_names(design, prior_set):
+        return None  # the graph has other coordinates than the kernel reads: sample the graph
     mu = np.array([dict(p.params)["mu"] for p in prior_set.beta], float)
     sd = np.array([dict(p.params)["sigma"] for p in prior_set.beta], float)
-    data = build_kernel_data(design, sd_priors, prior_set.correlation.kwargs()["eta"], mu, sd, names)
-    data.layout["x_support"] = _support(sd_priors, data.layout["sd_x"], data.n_dim)
+    try:
+        data = build_kernel_data(design, sd_priors, prior_set.correlation.kwargs()["eta"], mu, sd, names)
+    except ValueError:
+        return None
     coords = {k: list(v) for k, v in model.coords.items() if k in (BETA_DIM, COMPONENT_DIM, CORR_DIM, CHOL_COLUMN_DIM)}
-    return KernelModel(data=data, kernel=lib, coords=coords, packed=data.packed())
+    return KernelModel(data=data, kernel=lib, coords=coords, packed=data.packed(),
+                       start=seeded_initial_point(model))
 
 
 def _traced(d: KernelData):
@@ -153,6 +183,8 @@ def _native_model(km: KernelModel):
     slices = [slice(int(e - n), int(e)) for n, e in zip(sizes, ends)]
     ints, floats = km.packed
     user_data = np.array([ints.ctypes.data, floats.ctypes.data], dtype=np.uint64)
+    # not for nutpie's with_data (it would rewrite user_data as a record of PyTensor's arrays):
+    # a kernel model is built per fit and never reused with other data
     return CompiledPyMCModel(
         dims=dims, compiled_logp_func=_Address(km.kernel.nutpie_logp),
         compiled_expand_func=_Address(km.kernel.nutpie_expand), initial_point_func=km.initial_point,
@@ -175,7 +207,7 @@ def nutpie_model(km: KernelModel):
     names, shapes, dims = _traced(km.data)
 
     def make_logp():
-        return km.function()[0]
+        return km.function()
 
     def make_expand(seed1, seed2, chain):
         return km.expand_function()

@@ -11,6 +11,7 @@ import dataclasses
 import importlib.util
 import logging
 import os
+import re
 import warnings
 
 import arviz as az
@@ -126,11 +127,19 @@ def _pymc_log_quiet(quiet: bool):
         logger.setLevel(level)
 
 
+#: the graph's standard-unit variables (σ = s·σ_std, β = μ + s·β_std, r = 2b − 1): internal
+_STANDARD = re.compile(r"^((sigma|var)_.+_std|corr_.+_beta|beta(_.+)?_std)$")
+
+
 def without_unconstrained(idata: az.InferenceData) -> az.InferenceData:
     """Drop the sampler's unconstrained copies of the parameters (``sigma_pot_std_log__``,
-    ``corr_Subject_beta_logodds__``, …; nutpie stores them) from ``idata.posterior``: they are
-    internal, and ``az.summary``/``az.plot_trace`` would list them beside β and σ."""
-    internal = [name for name in idata.posterior.data_vars if str(name).endswith("__")]
+    ``corr_Subject_beta_logodds__``, …; nutpie stores them) and the graph's standard-unit
+    variables (``sigma_pot_std``, ``corr_Subject_beta``, ``beta_std``) from
+    ``idata.posterior``: they are internal, ``az.summary``/``az.plot_trace`` would list them
+    beside β and σ, and the compiled kernel's trace has neither, so every fit holds the same
+    variables whichever log-density was sampled."""
+    internal = [name for name in idata.posterior.data_vars
+                if str(name).endswith("__") or _STANDARD.match(str(name))]
     if internal:
         idata.posterior = idata.posterior.drop_vars(internal)
     return idata

@@ -225,7 +225,7 @@ def test_sampling_runs_with_one_blas_thread(sampler, monkeypatch):
 
     monkeypatch.setattr(nutpie, "sample", record)
     monkeypatch.setattr(pm, "sample", record)
-    monkeypatch.setattr(sampling, "_compiled_nutpie", lambda model, key: None)
+    monkeypatch.setattr(sampling, "_compiled_nutpie", lambda model, key, note=None: None)
     with pm.Model() as model:
         pm.Normal("x")
     out = sampling.sample(model, sampler=sampler, draws=10, tune=10, chains=2, random_seed=1,

@@ -66,7 +66,7 @@ def _compare(km, model, rng, points=4, scale=1.0, expand_rtol=1e-8):
     if "correlation" in model.named_vars:
         outs.append(model["correlation"])
     deterministics = model.compile_fn(model.replace_rvs_by_values(outs), inputs=model.value_vars, mode=PY_MODE)
-    f = km.function()[0]
+    f = km.function()
     expand = km.expand_function()
     for _ in range(points):
         x = rng.normal(0.0, scale, km.data.n_dim)
@@ -155,7 +155,7 @@ def test_native_callbacks_equal_the_kernel(unbalanced):
     nm = nutpie_model(km)
     assert nm.compiled_logp_func.address == km.kernel.nutpie_logp
     x = np.random.default_rng(1).normal(size=km.data.n_dim)
-    value, grad = km.function()[0](x)
+    value, grad = km.function()(x)
     logp_cb = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p,
                                ctypes.c_void_p, ctypes.c_void_p)(km.kernel.nutpie_logp)
     g, out = np.zeros_like(x), np.zeros(1)
@@ -171,11 +171,40 @@ def test_native_callbacks_equal_the_kernel(unbalanced):
         np.testing.assert_array_equal(flat[sl].reshape(shape), traced[name])
 
 
+def test_kernel_writes_only_its_own_buffers(unbalanced):
+    """The log-density function owns every buffer the kernel writes (β's conditional, σ,
+    correlations): after garbage collection, arrays allocated meanwhile stay as they were."""
+    import gc
+
+    km, _, _ = _kernel_and_graph("y ~ x + (x|a) + (1|d)", unbalanced)
+    f = km.function()
+    gc.collect()
+    others = [np.full(n, 7.0) for n in (1, 2, 3, 4, 6, 8) for _ in range(50)]
+    first = f(np.zeros(km.data.n_dim))
+    for _ in range(20):
+        assert f(np.zeros(km.data.n_dim))[0] == first[0]
+    assert all(np.all(a == 7.0) for a in others)
+
+
+def test_initial_points_are_the_graphs(unbalanced):
+    """The kernel starts where the graph path starts for the same seed (PyMC's support
+    points jittered by U(−1, 1)): InverseGamma's support point included."""
+    from bayes_lmm.nutpie_cache import seeded_initial_point
+
+    km, model, _ = _kernel_and_graph("y ~ x + (x|a)", unbalanced,
+                                     {"random": bl.InverseGamma(0.8, 1.0), "Residual": bl.InverseGamma(3.0, 2.0)})
+    graph = seeded_initial_point(model)
+    for seed in (0, 5):
+        start = graph(seed)
+        np.testing.assert_array_equal(km.initial_point(seed), [start[n] for n in km.data.names])
+    assert not np.array_equal(km.initial_point(0), km.initial_point(5))
+
+
 def test_kernel_rejects_impossible_points(unbalanced):
     """A non-finite log density is reported to nutpie as such (code 4), not as a number."""
     km, _, _ = _kernel_and_graph("y ~ x + (1|a:b) + (1|d)", unbalanced)
     x = np.full(km.data.n_dim, 800.0)  # σ = e^800 overflows
-    value, _ = km.function()[0](x)
+    value, _ = km.function()(x)
     assert not np.isfinite(value)
 
 

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KERNEL_ABI 2
+#define KERNEL_ABI 3
 #define KMAX 4
 
 int64_t bl_kernel_abi(void) { return KERNEL_ABI; }
@@ -90,8 +90,9 @@ static void sd_prior(int64_t family, double shape, double z, double *ls, double 
     }
 }
 
-/* r = 2b − 1, b ~ Beta(η, η) on the log-odds z: r, dr/dz, log prior + log Jacobian, its derivative. */
-static void corr_prior(double eta, double z, double *r, double *drz, double *lp, double *dlp) {
+/* r = 2b − 1, b ~ Beta(η, η) on the log-odds z: r, sqrt(1 − r²), dr/dz, log prior + log
+ * Jacobian, its derivative. */
+static void corr_prior(double eta, double z, double *r, double *c, double *drz, double *lp, double *dlp) {
     double b, log_b, log_1mb;
     if (z >= 0) {
         double e = exp(-z);
@@ -101,6 +102,7 @@ static void corr_prior(double eta, double z, double *r, double *drz, double *lp,
         b = e / (1.0 + e); log_b = z - log1p(e); log_1mb = -log1p(e);
     }
     *r = 2.0 * b - 1.0;
+    *c = 2.0 * exp(0.5 * (log_b + log_1mb)); /* sqrt(1 − r²) = 2 sqrt(b(1 − b)), exact as |r| → 1 */
     *drz = 2.0 * b * (1.0 - b);
     *lp = eta * (log_b + log_1mb) - (2.0 * lgamma(eta) - lgamma(2.0 * eta));
     *dlp = eta * (1.0 - 2.0 * b);
@@ -151,15 +153,15 @@ double bl_lmm_evaluate(const double *x, double *grad, double *beta_out, double *
     for (int64_t i = 0; i < dim; i++) grad[i] = 0.0;
 
     /* one allocation for every temporary */
-    size_t words = (size_t)(n_sd + n_corr + (B + p) * KMAX * KMAX * 2 + 2 * G * kk2 + 12 * mm + 4 * m1 + 6 * kk2 + 64);
+    size_t words = (size_t)(n_sd + 2 * n_corr + (B + p) * KMAX * KMAX * 2 + 2 * G * kk2 + 12 * mm + 4 * m1 + 6 * kk2 + 64);
     double *buf = calloc(words, sizeof(double));
     if (!buf) return -INFINITY;
-    double *dlog_sd = buf, *dr = dlog_sd + n_sd, *lams = dr + n_corr, *lrs = lams + (B + p) * KMAX * KMAX,
+    double *dlog_sd = buf, *dr = dlog_sd + n_sd, *cr = dr + n_corr, *lams = cr + n_corr, *lrs = lams + (B + p) * KMAX * KMAX,
            *Minv = lrs + (B + p) * KMAX * KMAX, *K = Minv + G * kk2, *S_raw = K + G * kk2, *D = S_raw + mm,
            *TD = D + mm, *DT = TD + mm, *Cm = DT + mm, *C = Cm + mm, *LC = C + mm, *Cinv = LC + mm,
            *work = Cinv + mm, *TC = work + mm, *Psi = TC + mm, *Tmp = Psi + mm, *ctil = Tmp + mm,
            *w = ctil + m1, *bhat = w + m1, *alpha = bhat + m1, *M = alpha + m1, *LM = M + kk2, *Y = LM + kk2,
-           *Om = Y + kk2, *ml = Om + kk2;
+           *Om = Y + kk2, *ml = Om + kk2, *Mwork = ml + kk2;
     double *S = calloc((size_t)(B * KMAX * KMAX + 1), sizeof(double));
     if (!S) { free(buf); return -INFINITY; }
 
@@ -173,9 +175,10 @@ double bl_lmm_evaluate(const double *x, double *grad, double *beta_out, double *
         grad[sd_x[j]] += dlp;
     }
     for (int64_t j = 0; j < n_corr; j++) {
-        double r, drz, lp, dlp;
-        corr_prior(corr_eta[j], x[corr_x[j]], &r, &drz, &lp, &dlp);
+        double r, c, drz, lp, dlp;
+        corr_prior(corr_eta[j], x[corr_x[j]], &r, &c, &drz, &lp, &dlp);
         corr[j] = r;
+        cr[j] = c;
         dr[j] = drz;
         logp += lp;
         grad[corr_x[j]] += dlp;
@@ -188,7 +191,7 @@ double bl_lmm_evaluate(const double *x, double *grad, double *beta_out, double *
         for (int64_t a = 0; a < k; a++) lr[a * KMAX + a] = 1.0;
         if (cs >= 0) {
             lr[KMAX] = corr[cs];
-            lr[KMAX + 1] = sqrt(1.0 - corr[cs] * corr[cs]);
+            lr[KMAX + 1] = cr[cs];
         }
         for (int64_t a = 0; a < k; a++)
             for (int64_t c = 0; c < k; c++) lam[a * KMAX + c] = sigma[sd0 + a] * lr[a * KMAX + c];
@@ -213,7 +216,7 @@ double bl_lmm_evaluate(const double *x, double *grad, double *beta_out, double *
             }
         if (!chol(M, LM, ke)) { ok = 0; break; }
         for (int64_t a = 0; a < ke; a++) logdet += 2.0 * cnt[0] * log(LM[a * ke + a]);
-        chol_inverse(LM, Mi, work, ke);
+        chol_inverse(LM, Mi, Mwork, ke);
         for (int64_t a = 0; a < ke; a++)
             for (int64_t b = 0; b < ke; b++) {
                 double q = 0.0;
@@ -365,6 +368,16 @@ double bl_lmm_evaluate(const double *x, double *grad, double *beta_out, double *
 
 /* nutpie's callback interface (the numba callbacks of nutpie.compile_pymc have this form):
  * user_data holds two addresses, of the ints and of the floats above. */
+static int64_t n_dim(const int64_t *ints) {
+    const int64_t n_sd = ints[0], n_corr = ints[1], *sd_x = ints + 8 + n_sd, *corr_x = sd_x + n_sd;
+    int64_t dim = 0;
+    for (int64_t j = 0; j < n_sd; j++) dim = sd_x[j] + 1 > dim ? sd_x[j] + 1 : dim;
+    for (int64_t j = 0; j < n_corr; j++) dim = corr_x[j] + 1 > dim ? corr_x[j] + 1 : dim;
+    return dim;
+}
+
+int64_t bl_kernel_n_expanded(const int64_t *ints) { return ints[0] + ints[3] + ints[3] * ints[3] + ints[1]; }
+
 static int64_t scratch_evaluate(const double *x, double *grad, double *logp, double *expanded,
                                 const uint64_t *user_data) {
     const int64_t *ints = (const int64_t *)(uintptr_t)user_data[0];
@@ -372,22 +385,24 @@ static int64_t scratch_evaluate(const double *x, double *grad, double *logp, dou
     const int64_t n_sd = ints[0], n_corr = ints[1], p = ints[3];
     double *own = NULL;
     if (!expanded) {
-        own = malloc(sizeof(double) * (size_t)(n_sd + p + p * p + n_corr + 1));
+        own = calloc((size_t)(bl_kernel_n_expanded(ints) + 1), sizeof(double));
         if (!own) return 1;
         expanded = own;
     }
     /* expanded: σ (n_sd), E[β | y, θ] (p), chol (p×p), correlations (n_corr) */
     double *sigma = expanded, *beta = sigma + n_sd, *chol = beta + p, *corr = chol + p * p;
     double value = bl_lmm_evaluate(x, grad, beta, chol, sigma, corr, ints, floats);
-    const double *stats = floats + 2 * n_sd + n_corr;
-    for (int64_t j = 0; j < p; j++) beta[j] = stats[1 + 2 * p + j] + stats[1 + p + j] * beta[j];
-    free(own);
     *logp = value;
+    if (isfinite(value)) {
+        const double *stats = floats + 2 * n_sd + n_corr;
+        for (int64_t j = 0; j < p; j++) beta[j] = stats[1 + 2 * p + j] + stats[1 + p + j] * beta[j];
+    }
+    free(own);
     return isfinite(value) ? 0 : 4;
 }
 
 int64_t bl_nutpie_logp(uint64_t dim, const double *x, double *grad, double *logp, const void *user_data) {
-    (void)dim;
+    if ((int64_t)dim != n_dim((const int64_t *)(uintptr_t)((const uint64_t *)user_data)[0])) return -1;
     int64_t rc = scratch_evaluate(x, grad, logp, NULL, (const uint64_t *)user_data);
     if (rc == 0)
         for (uint64_t i = 0; i < dim; i++)
@@ -396,10 +411,11 @@ int64_t bl_nutpie_logp(uint64_t dim, const double *x, double *grad, double *logp
 }
 
 int64_t bl_nutpie_expand(uint64_t dim, uint64_t n_expanded, const double *x, double *out, const void *user_data) {
-    (void)n_expanded;
-    double *grad = malloc(sizeof(double) * (size_t)(dim + 1)), logp;
+    const int64_t *ints = (const int64_t *)(uintptr_t)((const uint64_t *)user_data)[0];
+    if ((int64_t)dim != n_dim(ints) || (int64_t)n_expanded != bl_kernel_n_expanded(ints)) return -1;
+    double *grad = calloc((size_t)(dim + 1), sizeof(double)), logp;
     if (!grad) return -2;
-    scratch_evaluate(x, grad, &logp, out, (const uint64_t *)user_data);
+    int64_t rc = scratch_evaluate(x, grad, &logp, out, (const uint64_t *)user_data);
     free(grad);
-    return 0;
+    return rc == 0 ? 0 : -2;
 }

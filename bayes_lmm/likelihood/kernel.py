@@ -26,7 +26,9 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -37,7 +39,7 @@ import numpy as np
 #: prior family codes of a standard deviation (their order in kernel.c)
 SD_FAMILIES = ("HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "InverseGamma")
 #: the interface version kernel.c reports (``bl_kernel_abi``)
-ABI = 2
+ABI = 3
 _SOURCE = Path(__file__).with_name("kernel.c")
 _FLAGS = ("-O2", "-shared", "-fPIC", "-std=c99")
 
@@ -59,23 +61,61 @@ def cache_dirs() -> list[Path]:
     return out
 
 
-def _compiler() -> str | None:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    return cc.split()[0] if cc else None
+def _compiler() -> list[str] | None:
+    """The C compiler command (``$CC`` split like a shell would, e.g. ``ccache gcc``)."""
+    if os.environ.get("CC"):
+        return shlex.split(os.environ["CC"])
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    return [cc] if cc else None
 
 
-def library_name(source: bytes, cc: str) -> str:
+def library_name(source: bytes, cc: list[str]) -> str:
     """The compiled file's name: a hash of the source, compiler, flags and platform, so a
     file of another library version or machine is never taken for this one."""
-    key = hashlib.sha256(source + cc.encode() + " ".join(_FLAGS).encode() + sys.platform.encode()
+    key = hashlib.sha256(source + " ".join(cc).encode() + " ".join(_FLAGS).encode() + sys.platform.encode()
                          + os.uname().machine.encode()).hexdigest()[:20]
     return f"lmm_kernel-{key}.so"
 
 
-def _open(path: Path):
-    """The loaded library, or None if the file is missing, unreadable, corrupt or of another
-    interface version."""
+def _private(path: Path) -> bool:
+    """Whether ``path`` belongs to this user and nobody else may write it: a library another
+    user could have planted (in a shared temporary directory) is never loaded."""
     try:
+        st = path.stat()
+    except OSError:
+        return False
+    owner_ok = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    return owner_ok and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _directory(path: Path) -> bool:
+    """Create ``path`` (mode 0700) if needed; whether it is a private, writable directory."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return path.is_dir() and _private(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _open(path: Path, *, digest: str | None = None):
+    """The loaded library, or None if the file is missing, not private, unreadable, corrupt or
+    of another interface version. The file must match the SHA-256 recorded beside it when it
+    was built (or ``digest``): a truncated shared library can crash the process that loads
+    it, so nothing unchecked is loaded."""
+    if not _private(path):
+        return None
+    try:
+        expected = digest or _checksum_path(path).read_text().strip()
+        if _digest(path) != expected:
+            return None
         lib = ctypes.CDLL(str(path))
         if lib.bl_kernel_abi() != ABI:
             return None
@@ -84,23 +124,28 @@ def _open(path: Path):
     return lib
 
 
-def _build(cc: str, directory: Path, name: str):
+def _build(cc: list[str], directory: Path, name: str):
     """Compile into ``directory`` (a private temporary file renamed into place, so two
     processes writing the same entry never see each other's half-written file)."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
         os.close(fd)
     except OSError:
         return None
     try:
-        done = subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SOURCE), "-lm"], capture_output=True, timeout=120)
+        done = subprocess.run([*cc, *_FLAGS, "-o", tmp, str(_SOURCE), "-lm"], capture_output=True, timeout=120)
         if done.returncode != 0:
             return None
-        lib = _open(Path(tmp))
+        os.chmod(tmp, 0o700)
+        digest = _digest(Path(tmp))
+        lib = _open(Path(tmp), digest=digest)
         if lib is None:
             return None
         os.replace(tmp, directory / name)
+        fd, tmp_sum = tempfile.mkstemp(prefix=f".{name}.", suffix=".sha256.tmp", dir=directory)
+        with os.fdopen(fd, "w") as f:
+            f.write(digest)
+        os.replace(tmp_sum, _checksum_path(directory / name))
         return lib
     except (OSError, subprocess.SubprocessError):
         return None
@@ -109,13 +154,28 @@ def _build(cc: str, directory: Path, name: str):
             os.unlink(tmp)
 
 
+#: the kernel of the default directories, once per process (None: it could not be had)
+_LOADED: dict[str, object] = {}
+
+
 def load(directories: list[Path] | None = None):
     """The kernel as a :class:`Kernel`, compiled on first use and cached on disk; None
     where it cannot be had (then the caller samples the PyMC graph).
 
-    A cached file that cannot be loaded (truncated, corrupt, another interface) is
-    recompiled; a read-only or missing directory is passed over for the next one.
+    The first directory that can be made private and writable is used: its file is loaded,
+    or built there if missing or unloadable (truncated, corrupt, another interface, not
+    private); a read-only or missing directory is passed over for the next one. With the
+    default directories the outcome is remembered for the process.
     """
+    if directories is None and "default" in _LOADED:
+        return _LOADED["default"]
+    result = _load(directories if directories is not None else cache_dirs())
+    if directories is None:
+        _LOADED["default"] = result
+    return result
+
+
+def _load(dirs: list[Path]):
     cc = _compiler()
     try:
         source = _SOURCE.read_bytes()
@@ -124,13 +184,12 @@ def load(directories: list[Path] | None = None):
     if cc is None:
         return None
     name = library_name(source, cc)
-    dirs = directories if directories is not None else cache_dirs()
     for d in dirs:
+        if not _directory(d):
+            continue
         lib = _open(d / name) if (d / name).exists() else None
-        if lib is not None:
-            return Kernel(lib)
-    for d in dirs:
-        lib = _build(cc, d, name)
+        if lib is None:
+            lib = _build(cc, d, name)
         if lib is not None:
             return Kernel(lib)
     return None
