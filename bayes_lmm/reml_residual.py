@@ -31,6 +31,8 @@ from .reml import RemlResult, _Problem, fixed_table, minimize, random_tables
 from .residual import ResolvedResidual
 
 _AR1_BOUND = 6.0  # |z| ≤ 6: |ρ| ≤ 0.99999
+#: the criterion where V is not positive definite: finite, so numerical gradients stay finite
+_BAD = 1e20
 
 
 class _ResidualProblem:
@@ -145,10 +147,10 @@ class _ResidualProblem:
             c = self.base.cols
             cX = linalg.cho_factor(XVX[np.ix_(c, c)], lower=True)
         except (linalg.LinAlgError, np.linalg.LinAlgError, ValueError, FloatingPointError):
-            return np.inf
+            return _BAD
         rss = yVy - XVy[c] @ linalg.cho_solve(cX, XVy[c])
         if not np.isfinite(rss) or rss <= 0:
-            return np.inf
+            return _BAD
         dof = self.base.n - self.base.p
         logdet_X = 2.0 * np.sum(np.log(np.diag(cX[0])))
         if self.known:

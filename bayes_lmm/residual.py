@@ -42,6 +42,11 @@ def _rows(where: np.ndarray, index: pd.Index) -> str:
     return f"{rows}"[:-1] + (", …]" if where.sum() > 5 else "]")
 
 
+def _show(value: Any) -> str:
+    """repr of a value without numpy's type wrapper (``1.5``, not ``np.float64(1.5)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _column(spec: str, data: pd.DataFrame | None, col: Any) -> pd.Series:
     if data is None:
         raise SpecificationError(f"residual={spec} names column {col!r}: it needs the data frame")
@@ -86,12 +91,12 @@ def _time(spec: str, data: pd.DataFrame, col: str) -> tuple[np.ndarray, tuple[st
         return series.cat.codes.to_numpy(dtype=np.int64), tuple(str(c) for c in cats)
     if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         raise SpecificationError(f"residual={spec}: time column {col!r} must hold integers or be an ordered "
-                                 f"Categorical; it has dtype {series.dtype} (e.g. {series.iloc[0]!r})")
+                                 f"Categorical; it has dtype {series.dtype} (e.g. {_show(series.iloc[0])})")
     values = series.to_numpy(dtype=float)
     bad = ~np.isfinite(values) | (values != np.round(values))
     if bad.any():
         raise SpecificationError(f"residual={spec}: time column {col!r} must hold integers; value "
-                                 f"{values[bad][0]!r} (rows {_rows(bad, data.index)}) is not one")
+                                 f"{_show(values[bad][0])} (rows {_rows(bad, data.index)}) is not one")
     ints = values.astype(np.int64)
     return ints, tuple(str(v) for v in sorted(set(ints.tolist())))
 
@@ -104,7 +109,7 @@ def _check_unique_times(spec: str, data: pd.DataFrame, time_col: str, group_col:
         first = np.flatnonzero(dup)[0]
         same = dup & (group == group[first]) & (time == time[first])
         raise SpecificationError(
-            f"residual={spec}: time {data[time_col].iloc[first]!r} repeats within level "
+            f"residual={spec}: time {_show(data[time_col].iloc[first])} repeats within level "
             f"{group_labels[group[first]]!r} of {group_col!r} (rows {_rows(same, data.index)}); "
             f"each time may appear once per group")
 
@@ -268,7 +273,7 @@ class KnownSD:
             index, what = pd.RangeIndex(n), "the array"
         for bad, word in ((np.isnan(s), "missing"), (np.isinf(s), "non-finite"), (s <= 0, "non-positive")):
             if bad.any():
-                raise SpecificationError(f"residual={spec}: {what} has {word} SD {s[bad][0]!r} "
+                raise SpecificationError(f"residual={spec}: {what} has {word} SD {_show(s[bad][0])} "
                                          f"(rows {_rows(bad, index)}); known SDs must be positive and finite")
         return ResolvedResidual("known", n, (), np.zeros(n, dtype=np.int64), known_sd=s)
 
