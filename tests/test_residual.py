@@ -292,3 +292,29 @@ def test_known_sd_meta_regression_matches_dense_reml():
     m = bl.reml((y, X, {"study": np.eye(len(y))}), x_names=["Intercept", "x"], residual=bl.KnownSD(s))
     assert m.loglik == pytest.approx(r.loglik, rel=1e-8)
     np.testing.assert_allclose(m.beta, r.beta, rtol=1e-5)
+
+
+# ------------------------------------------------------------------- model cards
+
+
+def test_card_residual_table(tmp_path):
+    from bayes_lmm.cards import load_card
+
+    base = '[model]\ndata = "d.csv"\nformula = "y ~ x + (1|s)"\n\n[residual]\n'
+    card = tmp_path / "c.toml"
+    card.write_text(base + 'structure = "AR1"\ntime = "week"\ngroup = "s"\n')
+    assert load_card(card).residual == bl.AR1("week", "s")
+    card.write_text(base + 'structure = "CompoundSymmetry"\ngroup = "s"\nsd_by = "sex"\n')
+    assert load_card(card).residual == bl.CompoundSymmetry("s", sd_by="sex")
+    card.write_text(base + 'structure = "AR2"\n')
+    with pytest.raises(bl.SpecificationError, match=r"'residual.structure' must be one of \['AR1'"):
+        load_card(card)
+    card.write_text(base + 'structure = "AR1"\ntime = "week"\n')
+    with pytest.raises(bl.SpecificationError, match=r"structure = 'AR1' takes keys .*; missing \['group'\]"):
+        load_card(card)
+    card.write_text(base + 'structure = "HeteroSD"\nby = "sex"\ngroup = "s"\n')
+    with pytest.raises(bl.SpecificationError, match=r"unknown \['group'\]"):
+        load_card(card)
+    card.write_text(base + 'structure = "HeteroSD"\nlevel = "sex"\n')
+    with pytest.raises(bl.SpecificationError, match=r"unknown key 'residual.level'"):
+        load_card(card)
