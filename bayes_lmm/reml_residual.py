@@ -176,7 +176,10 @@ def reml_residual(design: Design, residual: ResolvedResidual) -> RemlResult:
     """
     prob = _ResidualProblem(design, residual)
     if prob.size:
-        x, converged = minimize(prob.criterion, prob.initial(), prob.bounds())
+        # scaled to O(1) so that L-BFGS-B's first step (along −gradient) stays near the start
+        starts = prob.initial()
+        scale = max(1.0, min(abs(prob.criterion(x0)) for x0 in starts))
+        x, converged = minimize(lambda x: prob.criterion(x) / scale, starts, prob.bounds())
     else:
         x, converged = np.zeros(0), True
     crit = prob.criterion(x)
