@@ -57,6 +57,22 @@ class _ResidualProblem:
             self.cs_low = -1.0 / (kmax - 1) if kmax > 1 else -0.999
         self.n_theta = self.base.n_theta
         self.size = self.n_theta + self.n_ratio + self.n_corr
+        self.nested = residual.correlated and self._random_nested_in_groups(design)
+        if self.nested:
+            # per batch of equal-size groups: X, y and each block's covariate values, by group
+            self.batch_data = [(design.X[idx], design.y[idx], [blk.values[idx] for blk in design.blocks])
+                               for idx in self.batches]
+
+    def _random_nested_in_groups(self, design: Design) -> bool:
+        """Whether every random block has one level per residual group (then V is
+        block-diagonal by group, ``V_g = R_g + Σ_b W_gb G_b W_gb'``)."""
+        for blk in design.blocks:
+            if blk.dense is not None:
+                return False
+            for idx in self.batches:
+                if not np.all(blk.index[idx] == blk.index[idx[:, :1]]):
+                    return False
+        return True
 
     # ---------------------------------------------------------------- parameters
     def split(self, x: np.ndarray):
@@ -107,23 +123,52 @@ class _ResidualProblem:
         W = np.empty_like(self.M)
         logdet = 0.0
         for idx in self.batches:
-            k = idx.shape[1]
-            if self.res.kind == "ar1":
-                t = self.res.time[idx].astype(float)
-                C = corr ** np.abs(t[:, :, None] - t[:, None, :])
-            elif self.res.kind == "cs":
-                C = np.broadcast_to(np.full((k, k), corr) + (1.0 - corr) * np.eye(k), (len(idx), k, k))
-            else:
-                t = self.res.time[idx]
-                C = corr[t[:, :, None], t[:, None, :]]
-            dd = d[idx]
-            L = np.linalg.cholesky(dd[:, :, None] * C * dd[:, None, :])
+            L = np.linalg.cholesky(self.r_blocks(idx, d, corr))
             logdet += 2.0 * float(np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
             W[idx] = np.linalg.solve(L, self.M[idx])
         return W, logdet
 
+    def r_blocks(self, idx: np.ndarray, d: np.ndarray, corr) -> np.ndarray:
+        """``R_g`` of a batch of equal-size groups (rows ``idx``, one group per row), m × k × k."""
+        k = idx.shape[1]
+        if self.res.kind == "ar1":
+            t = self.res.time[idx].astype(float)
+            C = corr ** np.abs(t[:, :, None] - t[:, None, :])
+        elif self.res.kind == "cs":
+            C = np.broadcast_to(np.full((k, k), corr) + (1.0 - corr) * np.eye(k), (len(idx), k, k))
+        else:
+            t = self.res.time[idx]
+            C = corr[t[:, :, None], t[:, None, :]]
+        dd = d[idx]
+        return dd[:, :, None] * C * dd[:, None, :]
+
+    def nested_pieces(self, theta: np.ndarray, sds: np.ndarray, corr):
+        """log|V|, X'V⁻¹X, X'V⁻¹y, y'V⁻¹y from the group blocks of V (random nested in groups)."""
+        d = self.res.row_sd(sds)
+        covs = []
+        for start, stop, tri, k, _ in self.base.slices:
+            L = np.zeros((k, k))
+            L[tri] = theta[start:stop]
+            covs.append(L @ L.T)
+        p = self.base.X.shape[1]
+        XVX, XVy, yVy, logdet = np.zeros((p, p)), np.zeros(p), 0.0, 0.0
+        for idx, (Xb, yb, values) in zip(self.batches, self.batch_data):
+            V = self.r_blocks(idx, d, corr)
+            for Wb, cov in zip(values, covs):
+                V = V + np.einsum("mia,ab,mjb->mij", Wb, cov, Wb)
+            L = np.linalg.cholesky(V)
+            logdet += 2.0 * float(np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
+            S = np.linalg.solve(L, np.concatenate([Xb, yb[:, :, None]], axis=2))
+            Sx, Sy = S[:, :, :p], S[:, :, p]
+            XVX += np.einsum("mia,mib->ab", Sx, Sx)
+            XVy += np.einsum("mia,mi->a", Sx, Sy)
+            yVy += float(np.sum(Sy * Sy))
+        return logdet, XVX, XVy, yVy
+
     def pieces(self, x: np.ndarray):
         theta, ratios, z = self.split(x)
+        if self.nested:
+            return self.nested_pieces(theta, self.sds(ratios), self.corr(z))
         W, logdet_R = self.whiten(self.sds(ratios), self.corr(z))
         q, p = self.q, self.base.X.shape[1]
         Zw, Xw, yw = W[:, :q], W[:, q:q + p], W[:, q + p]

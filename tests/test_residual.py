@@ -318,3 +318,43 @@ def test_card_residual_table(tmp_path):
     card.write_text(base + 'structure = "HeteroSD"\nlevel = "sex"\n')
     with pytest.raises(bl.SpecificationError, match=r"unknown key 'residual.level'"):
         load_card(card)
+
+
+# ------------------------------------------------------------------- the criterion itself
+
+
+def _dense_criterion(prob, x):
+    """−2 l_R from the dense V = ZΛΛ'Z' + R̃ (σ² profiled), written out from the notes' formulas."""
+    theta, ratios, z = prob.split(x)
+    R = prob.res.matrix(prob.sds(ratios), prob.corr(z))
+    lam = prob.base.lam(theta)
+    Z, X, y = prob.base.Z, prob.base.X, prob.base.y
+    V = R + Z @ lam @ lam.T @ Z.T
+    Vi = np.linalg.inv(V)
+    XVX = X.T @ Vi @ X
+    r = y - X @ np.linalg.solve(XVX, X.T @ Vi @ y)
+    n, p = X.shape
+    rss = r @ Vi @ r
+    return np.linalg.slogdet(V)[1] + np.linalg.slogdet(XVX)[1] + (n - p) * (1 + np.log(2 * np.pi * rss / (n - p)))
+
+
+@pytest.mark.parametrize("formula, structure, nested", [
+    ("distance ~ age + (age|Subject)", bl.AR1("occ", "Subject", sd_by="Sex"), True),
+    ("distance ~ age * Sex + (1|Subject)", bl.Unstructured("occ", "Subject"), True),
+    ("distance ~ age + (1|Subject) + (1|age)", bl.CompoundSymmetry("Subject"), False),
+    ("distance ~ age + (1|Subject)", bl.HeteroSD("Sex"), False),
+])
+def test_criterion_equals_dense_formula(orth, formula, structure, nested):
+    from bayes_lmm.reml_residual import _ResidualProblem
+
+    design = bl.design_from_formula(formula, orth)
+    prob = _ResidualProblem(design, structure.resolve(orth))
+    assert prob.nested == nested  # V block-diagonal by group, or R whitened and Z kept whole
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = rng.uniform(0.1, 0.8, prob.size)
+        assert prob.criterion(x) == pytest.approx(_dense_criterion(prob, x), rel=1e-10)
+        if nested:
+            prob.nested = False
+            assert prob.criterion(x) == pytest.approx(_dense_criterion(prob, x), rel=1e-10)
+            prob.nested = True
