@@ -29,89 +29,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .dataprep import natural_levels
 from .errors import SpecificationError
+from .residual_data import (
+    RESIDUAL,
+    check_unique_times,
+    codes,
+    column,
+    rows_text,
+    show,
+    strata,
+    time_positions,
+)
 
-RESIDUAL = "Residual"
 #: the most distinct times an :class:`Unstructured` residual may have
 MAX_UNSTRUCTURED_TIMES = 8
-
-
-def _rows(where: np.ndarray, index: pd.Index) -> str:
-    rows = [index[i] for i in np.flatnonzero(where)[:5]]
-    return f"{rows}"[:-1] + (", …]" if where.sum() > 5 else "]")
-
-
-def _show(value: Any) -> str:
-    """repr of a value without numpy's type wrapper (``1.5``, not ``np.float64(1.5)``)."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
-def _column(spec: str, data: pd.DataFrame | None, col: Any) -> pd.Series:
-    if data is None:
-        raise SpecificationError(f"residual={spec} names column {col!r}: it needs the data frame")
-    if not isinstance(col, str) or col not in data.columns:
-        raise SpecificationError(f"residual={spec}: column {col!r} is not in the data; columns are "
-                                 f"{[str(c) for c in data.columns]}")
-    series = data[col]
-    missing = series.isna().to_numpy()
-    if missing.any():
-        raise SpecificationError(f"residual={spec}: column {col!r} has {int(missing.sum())} missing values "
-                                 f"(rows {_rows(missing, data.index)})")
-    return series
-
-
-def _codes(series: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
-    levels = natural_levels(series)
-    lookup = {lev: i for i, lev in enumerate(levels)}
-    return series.map(lookup).to_numpy(dtype=np.int64), tuple(str(v) for v in levels)
-
-
-def _strata(spec: str, data: pd.DataFrame, col: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    codes, levels = _codes(_column(spec, data, col))
-    counts = np.bincount(codes, minlength=len(levels))
-    if (counts < 2).any():
-        lone = [levels[i] for i in np.flatnonzero(counts < 2)]
-        raise SpecificationError(f"residual={spec}: level(s) {lone} of {col!r} have one row; a residual SD "
-                                 f"per level needs at least two rows in each (merge those levels)")
-    if len(levels) < 2:
-        raise SpecificationError(f"residual={spec}: column {col!r} has a single level {levels[0]!r}; "
-                                 f"use the default residual (one SD) instead")
-    return codes, tuple(f"{RESIDUAL}[{lev}]" for lev in levels)
-
-
-def _time(spec: str, data: pd.DataFrame, col: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Integer positions of the time column (its values, or an ordered Categorical's codes)."""
-    series = _column(spec, data, col)
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        if not series.dtype.ordered:
-            raise SpecificationError(f"residual={spec}: time column {col!r} is an unordered Categorical; "
-                                     f"make it ordered (pd.Categorical(..., ordered=True)) or integer")
-        cats = series.cat.categories
-        return series.cat.codes.to_numpy(dtype=np.int64), tuple(str(c) for c in cats)
-    if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-        raise SpecificationError(f"residual={spec}: time column {col!r} must hold integers or be an ordered "
-                                 f"Categorical; it has dtype {series.dtype} (e.g. {_show(series.iloc[0])})")
-    values = series.to_numpy(dtype=float)
-    bad = ~np.isfinite(values) | (values != np.round(values))
-    if bad.any():
-        raise SpecificationError(f"residual={spec}: time column {col!r} must hold integers; value "
-                                 f"{_show(values[bad][0])} (rows {_rows(bad, data.index)}) is not one")
-    ints = values.astype(np.int64)
-    return ints, tuple(str(v) for v in sorted(set(ints.tolist())))
-
-
-def _check_unique_times(spec: str, data: pd.DataFrame, time_col: str, group_col: str,
-                        group: np.ndarray, time: np.ndarray, group_labels: tuple[str, ...]) -> None:
-    key = pd.DataFrame({"g": group, "t": time})
-    dup = key.duplicated(keep=False).to_numpy()
-    if dup.any():
-        first = np.flatnonzero(dup)[0]
-        same = dup & (group == group[first]) & (time == time[first])
-        raise SpecificationError(
-            f"residual={spec}: time {_show(data[time_col].iloc[first])} repeats within level "
-            f"{group_labels[group[first]]!r} of {group_col!r} (rows {_rows(same, data.index)}); "
-            f"each time may appear once per group")
 
 
 @dataclass(frozen=True, eq=False)
@@ -240,6 +171,11 @@ class KnownSD:
     """Known residual SDs: ``R = diag(s²)`` with ``s`` from a column (or an array, for matrix
     input); no residual variance is estimated (the eight schools, meta-analysis).
 
+    Parameters
+    ----------
+    column : str or array-like
+        The column of ``s`` (positive, finite, no missing values), or the n values.
+
     Examples
     --------
     >>> bl.reml("y ~ 1 + (1|school)", schools, residual=bl.KnownSD("sigma"))  # doctest: +SKIP
@@ -259,7 +195,7 @@ class KnownSD:
         if isinstance(self.column, str):
             spec = f"KnownSD({self.column!r})"
             n = _check_n(spec, data, n)
-            series = _column(spec, data, self.column)
+            series = column(spec, data, self.column)
             if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
                 raise SpecificationError(f"residual={spec}: column {self.column!r} must be numeric "
                                          f"(dtype {series.dtype})")
@@ -273,14 +209,19 @@ class KnownSD:
             index, what = pd.RangeIndex(n), "the array"
         for bad, word in ((np.isnan(s), "missing"), (np.isinf(s), "non-finite"), (s <= 0, "non-positive")):
             if bad.any():
-                raise SpecificationError(f"residual={spec}: {what} has {word} SD {_show(s[bad][0])} "
-                                         f"(rows {_rows(bad, index)}); known SDs must be positive and finite")
+                raise SpecificationError(f"residual={spec}: {what} has {word} SD {show(s[bad][0])} "
+                                         f"(rows {rows_text(bad, index)}); known SDs must be positive and finite")
         return ResolvedResidual("known", n, (), np.zeros(n, dtype=np.int64), known_sd=s)
 
 
 @dataclass(frozen=True)
 class HeteroSD:
     """One residual SD per level of ``by`` (nlme ``varIdent``): labels ``Residual[level]``.
+
+    Parameters
+    ----------
+    by : str
+        A column whose levels each have at least two rows.
 
     Examples
     --------
@@ -292,20 +233,30 @@ class HeteroSD:
     def resolve(self, data: pd.DataFrame | None = None, *, n: int | None = None) -> ResolvedResidual:
         spec = f"HeteroSD({self.by!r})"
         n = _check_n(spec, data, n)
-        stratum, labels = _strata(spec, data, self.by)
+        stratum, labels = strata(spec, data, self.by)
         return ResolvedResidual("hetero", n, labels, stratum)
 
 
 def _sd_strata(spec: str, data: pd.DataFrame, sd_by: str | None, n: int):
     if sd_by is None:
         return np.zeros(n, dtype=np.int64), (RESIDUAL,)
-    return _strata(spec, data, sd_by)
+    return strata(spec, data, sd_by)
 
 
 @dataclass(frozen=True)
 class AR1:
     """AR(1) within each level of ``group``: ``corr(e_s, e_t) = ρ^|t − s|`` over the integer (or
     ordered Categorical) ``time`` column, gaps allowed; SDs per level of ``sd_by`` if given.
+
+    Parameters
+    ----------
+    time : str
+        Integers (or an ordered Categorical, whose codes are the positions), each at most once
+        per group.
+    group : str
+        Rows of different levels are uncorrelated.
+    sd_by : str, optional
+        One residual SD per level of this column (default: one SD, ``Residual``).
 
     Examples
     --------
@@ -319,9 +270,9 @@ class AR1:
     def resolve(self, data: pd.DataFrame | None = None, *, n: int | None = None) -> ResolvedResidual:
         spec = f"AR1({self.time!r}, {self.group!r})"
         n = _check_n(spec, data, n)
-        group, glabels = _codes(_column(spec, data, self.group))
-        time, tlabels = _time(spec, data, self.time)
-        _check_unique_times(spec, data, self.time, self.group, group, time, glabels)
+        group, glabels = codes(column(spec, data, self.group))
+        time, tlabels = time_positions(spec, data, self.time)
+        check_unique_times(spec, data, self.time, self.group, group, time, glabels)
         stratum, labels = _sd_strata(spec, data, self.sd_by, n)
         return ResolvedResidual("ar1", n, labels, stratum, group=group, group_labels=glabels,
                                 time=time, time_labels=tlabels, corr_names=("rho",))
@@ -331,6 +282,12 @@ class AR1:
 class CompoundSymmetry:
     """Equal correlation ρ between any two residuals of one level of ``group`` (nlme
     ``corCompSymm``); SDs per level of ``sd_by`` if given.
+
+    Parameters
+    ----------
+    group : str
+    sd_by : str, optional
+        As in :class:`AR1`.
 
     Examples
     --------
@@ -343,7 +300,7 @@ class CompoundSymmetry:
     def resolve(self, data: pd.DataFrame | None = None, *, n: int | None = None) -> ResolvedResidual:
         spec = f"CompoundSymmetry({self.group!r})"
         n = _check_n(spec, data, n)
-        group, glabels = _codes(_column(spec, data, self.group))
+        group, glabels = codes(column(spec, data, self.group))
         stratum, labels = _sd_strata(spec, data, self.sd_by, n)
         return ResolvedResidual("cs", n, labels, stratum, group=group, group_labels=glabels,
                                 corr_names=("rho",))
@@ -353,6 +310,13 @@ class CompoundSymmetry:
 class Unstructured:
     """A full residual covariance over the (at most 8) distinct times of each group, SAS
     ``TYPE=UN``: one SD per time (``Residual[time]``) and every correlation ``corr(t1,t2)``.
+
+    Parameters
+    ----------
+    time : str
+        Integers or an ordered Categorical, at most 8 distinct values, each at most once per
+        group and in at least two rows.
+    group : str
 
     Examples
     --------
@@ -365,13 +329,13 @@ class Unstructured:
     def resolve(self, data: pd.DataFrame | None = None, *, n: int | None = None) -> ResolvedResidual:
         spec = f"Unstructured({self.time!r}, {self.group!r})"
         n = _check_n(spec, data, n)
-        group, glabels = _codes(_column(spec, data, self.group))
-        pos, _ = _time(spec, data, self.time)
-        _check_unique_times(spec, data, self.time, self.group, group, pos, glabels)
+        group, glabels = codes(column(spec, data, self.group))
+        pos, _ = time_positions(spec, data, self.time)
+        check_unique_times(spec, data, self.time, self.group, group, pos, glabels)
         series = data[self.time]
         if isinstance(series.dtype, pd.CategoricalDtype):
             series = series.cat.remove_unused_categories()
-        time, tlabels = _codes(series)
+        time, tlabels = codes(series)
         if len(tlabels) > MAX_UNSTRUCTURED_TIMES:
             raise SpecificationError(f"residual={spec}: {len(tlabels)} distinct times in {self.time!r} "
                                      f"({list(tlabels)[:10]}); Unstructured allows at most "
