@@ -358,3 +358,18 @@ def test_criterion_equals_dense_formula(orth, formula, structure, nested):
             prob.nested = False
             assert prob.criterion(x) == pytest.approx(_dense_criterion(prob, x), rel=1e-10)
             prob.nested = True
+
+
+def test_residual_columns_need_matching_data(orth):
+    y = orth["distance"].to_numpy()
+    X = np.column_stack([np.ones(len(y)), orth["age"]])
+    with pytest.raises(bl.SpecificationError, match="names column 'Sex': it needs the data frame"):
+        bl.reml((y, X, {}), residual=bl.HeteroSD("Sex"))
+    with pytest.raises(bl.SpecificationError, match="the data have 10 rows; the design has 108"):
+        bl.reml((y, X, {}), orth.head(10), residual=bl.HeteroSD("Sex"))
+    # with the frame alongside the matrices, the columns are read from it (GLS with varIdent)
+    r = bl.reml((y, X, {}), orth, x_names=["Intercept", "age"], residual=bl.HeteroSD("Sex"))
+    assert list(r.variance_components.index) == ["Residual[Female]", "Residual[Male]"]
+    same = bl.reml("distance ~ age", orth, residual=bl.HeteroSD("Sex"))
+    np.testing.assert_allclose(r.variance_components["sd"], same.variance_components["sd"], rtol=1e-6)
+    assert r.loglik == pytest.approx(same.loglik, rel=1e-10)
