@@ -7,6 +7,11 @@ criterion into the one of :mod:`bayes_lmm.reml` plus ``log|R|``:
 
 ``−2 l_R = log|R| + log|I + Λ'Z̃'Z̃Λ| + log|X'V⁻¹X| + r'V⁻¹r + (n − p) log 2π``.
 
+When every random block has a single level within each residual group (``(1|subject)`` with
+``AR1("time", "subject")``), V itself is block-diagonal, ``V_g = R_g + Σ_b W_gb G_b W_gb'`` with
+``W_gb`` the group's rows of block b's covariates; then the k × k blocks of V are factored
+directly and Z is never formed per evaluation (n in the thousands takes seconds).
+
 With estimated SDs, ``R = σ² R̃`` and ``G = σ² ΛΛ'``: σ is the SD of the first stratum, the
 others are ratios to it (nlme's ``varIdent``), and σ² is profiled out as in the default case,
 ``r'V⁻¹r = n − p`` at ``σ̂² = r'Ṽ⁻¹r / (n − p)``. With :class:`~bayes_lmm.residual.KnownSD`
