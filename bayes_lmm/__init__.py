@@ -12,6 +12,7 @@ from .errors import BayesLMMError, DataError, EstimabilityError, SpecificationEr
 from .many import ManyFits, fit_many
 from .persist import FileFormatError, load
 from .reml import RemlResult
+from .residual import AR1, IID, CompoundSymmetry, HeteroSD, KnownSD, Unstructured
 from .results import Diagnostics, Fit
 from .sampling import clear_compiled_cache
 from .spec import (
@@ -34,4 +35,5 @@ __all__ = [
     "design_from_matrices", "BayesLMMError", "DataError", "SpecificationError",
     "EstimabilityError", "FileFormatError", "load", "Prior", "Normal", "StudentT", "HalfNormal", "HalfStudentT",
     "HalfCauchy", "Exponential", "InverseGamma", "LKJ", "ModelSpec", "clear_compiled_cache",
+    "IID", "KnownSD", "HeteroSD", "AR1", "CompoundSymmetry", "Unstructured",
 ]

@@ -23,6 +23,8 @@ from .graph import build_model
 from .pipeline import build, default_target_accept, resolve_parameterization, run_design
 from .priors import resolve_priors
 from .reml import RemlResult, reml_design
+from .reml_residual import reml_residual
+from .residual import IID, STRUCTURES
 from .results import Fit
 from .spec import ModelSpec, SamplerOptions, normalize_priors
 
@@ -145,7 +147,8 @@ def fit(
 
 
 def reml(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, coding: str = "treatment",
-         factors: Sequence[str] = (), x_names: Sequence[str] | None = None) -> RemlResult:
+         factors: Sequence[str] = (), x_names: Sequence[str] | None = None,
+         residual: Any = None) -> RemlResult:
     """REML estimates of the variance components and GLS estimates of Cβ (no sampling).
 
     Parameters
@@ -156,12 +159,18 @@ def reml(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, coding: 
     data : DataFrame, optional
     coding, factors : as in :func:`fit`
     x_names : as in :func:`fit_matrices`
+    residual : IID, KnownSD, HeteroSD, AR1, CompoundSymmetry or Unstructured, optional
+        The residual covariance R (default ``σ²_e I``), ``V = ZGZ' + R``. Its columns are read
+        from ``data`` (with a tuple or a Design, pass ``data`` too, or a Design built from a
+        formula); ``KnownSD`` also takes an array. The formula may then have no random term
+        (generalized least squares).
 
     Returns
     -------
     RemlResult
-        ``fixed_effects`` (estimate, se), ``variance_components`` (sd, variance),
-        ``correlations``, ``loglik`` and ``contrast(spec)``.
+        ``fixed_effects`` (estimate, se), ``variance_components`` (sd, variance; residual SDs
+        labelled ``Residual`` or ``Residual[level]``), ``correlations``,
+        ``residual_structure`` (ρ or ``corr(t1,t2)``), ``loglik`` and ``contrast(spec)``.
 
     Examples
     --------
@@ -171,6 +180,8 @@ def reml(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, coding: 
     >>> r = bl.reml("Reaction ~ Days + (1 + Days|Subject)", sleep)
     >>> r.variance_components  # doctest: +SKIP
     >>> r.contrast("Intercept + Days")  # doctest: +SKIP
+    >>> bl.reml("Reaction ~ Days + (1|Subject)", sleep,
+    ...         residual=bl.AR1("Days", "Subject")).residual_structure  # doctest: +SKIP
     """
     if isinstance(formula_or_matrices, Design):
         design = formula_or_matrices
@@ -184,7 +195,13 @@ def reml(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, coding: 
         design = design_from_matrices(y, X, Z, x_names=x_names)
     else:
         raise SpecificationError("bl.reml takes a formula and data, a (y, X, Z) tuple, or a Design")
-    return reml_design(design)
+    if residual is None or isinstance(residual, IID):
+        return reml_design(design)
+    if not isinstance(residual, STRUCTURES):
+        raise SpecificationError(f"residual= takes one of {[c.__name__ for c in STRUCTURES]}; "
+                                 f"got {type(residual).__name__}")
+    frame = data if data is not None else design.data
+    return reml_residual(design, residual.resolve(frame, n=design.n))
 
 
 def compare(fits: Mapping[str, Fit]) -> pd.DataFrame:

@@ -13,7 +13,7 @@ estimator, nonlinear in y because V̂ depends on y.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -119,8 +119,13 @@ class RemlResult:
     correlations : DataFrame
         ``estimate`` per correlation of correlated random effects (may be empty).
     loglik : float
-        The REML log-likelihood at the optimum (lme4's ``logLik(fit)``).
+        The REML log-likelihood at the optimum (lme4's ``logLik(fit)``; nlme's too).
     converged : bool
+    residual_structure : DataFrame
+        ``estimate`` per correlation parameter of R: ``rho`` (AR1, compound symmetry) or
+        ``corr(t1,t2)`` (unstructured); empty for ``R = σ²_e I`` and diagonal structures.
+    residual : ResolvedResidual or None
+        The residual structure fitted (None: ``σ²_e I``).
 
     Examples
     --------
@@ -137,6 +142,9 @@ class RemlResult:
     design: Design
     cov_beta: np.ndarray
     beta: np.ndarray
+    residual_structure: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        {"estimate": np.zeros(0)}, index=pd.Index([], name="parameter", dtype=object)))
+    residual: Any = None
 
     def contrast(self, spec: Any, prob: float = 0.95) -> pd.DataFrame:
         """GLS estimate ``Cβ̂``, its standard error and a Wald interval, per contrast."""
@@ -149,31 +157,22 @@ class RemlResult:
                             index=pd.Index(labels, name="contrast"))
 
 
-def reml_design(design: Design) -> RemlResult:
-    """REML fit of a :class:`Design` (see the module docstring for the criterion)."""
-    prob = _Problem(design)
-    x0 = prob.initial()
-    if prob.n_theta:
-        bounds = [(lb, None) for lb in prob.lower_bounds]
-        best = None
-        for start in (x0, 0.3 * x0, 3.0 * x0):
-            res = optimize.minimize(prob.criterion, start, method="L-BFGS-B", bounds=bounds,
-                                    options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 2000})
-            if best is None or res.fun < best.fun:
-                best = res
-        # polish: derivative-free (Powell) search within the bounds from the best point
-        polish = optimize.minimize(prob.criterion, best.x, method="Powell", bounds=bounds,
-                                   options={"xtol": 1e-10, "ftol": 1e-14, "maxfev": 20000})
-        theta = polish.x if polish.fun < best.fun else best.x
-        converged = bool(best.success or polish.success)
-    else:
-        theta, converged = x0, True
-    crit = prob.criterion(theta)
-    logdet_A, XVX, XVy, yVy = prob.pieces(theta)
-    c = prob.cols
-    b_r = linalg.solve(XVX[np.ix_(c, c)], XVy[c], assume_a="pos")
-    dof = prob.n - prob.p
-    sigma2 = (yVy - XVy[c] @ b_r) / dof
+def minimize(fun, starts, bounds) -> tuple[np.ndarray, bool]:
+    """L-BFGS-B from each start, then a Powell polish within the bounds from the best point."""
+    best = None
+    for start in starts:
+        res = optimize.minimize(fun, start, method="L-BFGS-B", bounds=bounds,
+                                options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 2000})
+        if best is None or res.fun < best.fun:
+            best = res
+    polish = optimize.minimize(fun, best.x, method="Powell", bounds=bounds,
+                               options={"xtol": 1e-10, "ftol": 1e-14, "maxfev": 20000})
+    theta = polish.x if polish.fun < best.fun else best.x
+    return theta, bool(best.success or polish.success)
+
+
+def fixed_table(design: Design, XVX: np.ndarray, XVy: np.ndarray, sigma2: float):
+    """β̂ = (X'V_θ⁻¹X)⁻X'V_θ⁻¹y, ``Var(β̂) = σ̂²(X'V_θ⁻¹X)⁻`` and the fixed-effects table."""
     XVX_ginv = np.linalg.pinv(XVX)
     beta = XVX_ginv @ XVy
     cov = sigma2 * XVX_ginv
@@ -182,8 +181,13 @@ def reml_design(design: Design) -> RemlResult:
     estimable = np.linalg.norm(eye - eye @ P, axis=1) < 1e-8
     fixed = pd.DataFrame({"estimate": beta, "se": np.sqrt(np.maximum(np.diag(cov), 0)),
                           "estimable": estimable}, index=pd.Index(design.x_names, name="term"))
+    return fixed, beta, cov
+
+
+def random_tables(prob: _Problem, theta: np.ndarray, sigma2: float):
+    """Names and SDs of the random components (``G_b = σ̂² Λ_b Λ_b'``) and their correlations."""
     names, sds, corr_names, corrs = [], [], [], []
-    for (start, stop, tri, k, _), blk in zip(prob.slices, design.blocks):
+    for (start, stop, tri, k, _), blk in zip(prob.slices, prob.design.blocks):
         L = np.zeros((k, k))
         L[tri] = theta[start:stop]
         G = sigma2 * L @ L.T
@@ -194,10 +198,30 @@ def reml_design(design: Design) -> RemlResult:
             for b in range(a + 1, k):
                 corr_names.append(f"({blk.coef_names[a]},{blk.coef_names[b]})|{blk.group}")
                 corrs.append(G[a, b] / (sd[a] * sd[b]) if sd[a] > 0 and sd[b] > 0 else np.nan)
+    corr = pd.DataFrame({"estimate": corrs}, index=pd.Index(corr_names, name="correlation"))
+    return names, sds, corr
+
+
+def reml_design(design: Design) -> RemlResult:
+    """REML fit of a :class:`Design` (see the module docstring for the criterion)."""
+    prob = _Problem(design)
+    x0 = prob.initial()
+    if prob.n_theta:
+        bounds = [(lb, None) for lb in prob.lower_bounds]
+        theta, converged = minimize(prob.criterion, (x0, 0.3 * x0, 3.0 * x0), bounds)
+    else:
+        theta, converged = x0, True
+    crit = prob.criterion(theta)
+    logdet_A, XVX, XVy, yVy = prob.pieces(theta)
+    c = prob.cols
+    b_r = linalg.solve(XVX[np.ix_(c, c)], XVy[c], assume_a="pos")
+    dof = prob.n - prob.p
+    sigma2 = (yVy - XVy[c] @ b_r) / dof
+    fixed, beta, cov = fixed_table(design, XVX, XVy, sigma2)
+    names, sds, corr = random_tables(prob, theta, sigma2)
     names.append(RESIDUAL)
     sds.append(np.sqrt(sigma2))
     sds = np.array(sds)
     vc = pd.DataFrame({"sd": sds, "variance": sds**2}, index=pd.Index(names, name="component"))
-    corr = pd.DataFrame({"estimate": corrs}, index=pd.Index(corr_names, name="correlation"))
     return RemlResult(fixed_effects=fixed, variance_components=vc, correlations=corr,
                       loglik=-0.5 * crit, converged=converged, design=design, cov_beta=cov, beta=beta)
