@@ -9,7 +9,6 @@ settings. Every key is checked; an unknown key or a bad value raises
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import residual as _residual
 from .errors import DataError, SpecificationError
 from .spec import CODINGS, PARAMETERIZATIONS, SAMPLERS, Prior
 
@@ -31,7 +29,6 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "contrasts": {},
     "sampler": {"sampler": str, "draws": int, "tune": int, "chains": int, "seed": int,
                 "target_accept": (float, int)},
-    "residual": {"structure": str, "column": str, "by": str, "time": str, "group": str, "sd_by": str},
 }
 
 
@@ -51,7 +48,6 @@ class Card:
     priors: dict[str, Prior]
     contrasts: dict[str, str]
     sampler: dict[str, Any] = field(default_factory=dict)
-    residual: Any = None
 
     def load_data(self) -> pd.DataFrame:
         try:
@@ -103,27 +99,6 @@ def _check_types(section: str, table: dict[str, Any], path: Path) -> None:
                 f"card {path.name}: key '{section}.{key}' has a bad value {value!r} "
                 f"(expected {getattr(want, '__name__', want)})"
             )
-
-
-def _residual_from(table: dict[str, Any], path: Path) -> Any:
-    """The residual structure of a ``[residual]`` table, e.g. ``structure = "AR1"``,
-    ``time = "week"``, ``group = "subject"`` (keys: the arguments of the class)."""
-    classes = {cls.__name__: cls for cls in _residual.STRUCTURES}
-    name = table.get("structure")
-    if name not in classes:
-        raise SpecificationError(f"card {path.name}: key 'residual.structure' must be one of "
-                                 f"{sorted(classes)}, got {name!r}")
-    cls = classes[name]
-    fields = dataclasses.fields(cls)
-    allowed = {f.name for f in fields}
-    required = {f.name for f in fields if f.default is dataclasses.MISSING}
-    given = {k: v for k, v in table.items() if k != "structure"}
-    extra, missing = sorted(set(given) - allowed), sorted(required - set(given))
-    if extra or missing:
-        raise SpecificationError(f"card {path.name}: [residual] with structure = {name!r} takes keys "
-                                 f"{sorted(allowed)}" + (f"; unknown {extra}" if extra else "")
-                                 + (f"; missing {missing}" if missing else ""))
-    return cls(**given)
 
 
 def load_card(path: str | Path) -> Card:
@@ -194,5 +169,4 @@ def load_card(path: str | Path) -> Card:
         data_path=(path.parent / model["data"]).resolve(), formula=formula, coding=coding,
         factors=tuple(model.get("factors", [])), parameterization=param, matrices=matrices,
         priors=priors, contrasts=dict(contrasts), sampler=dict(sampler),
-        residual=_residual_from(raw["residual"], path) if "residual" in raw else None,
     )
