@@ -10,6 +10,7 @@ sampling is shared with the PyMC path.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,8 @@ from .names import (
 from .nutpie_cache import seeded_initial_point
 from .priors import PriorSet
 
+#: serialises the graph's initial-point function (not thread-safe) across nutpie's chain threads
+_START_LOCK = threading.Lock()
 #: the families the kernel evaluates (others sample the PyMC graph)
 SUPPORTED_SD_FAMILIES = frozenset(kernel.SD_FAMILIES)
 
@@ -71,8 +74,11 @@ class KernelModel:
 
     def initial_point(self, seed: int) -> np.ndarray:
         """The graph's own seeded initial point (PyMC's support points jittered by U(−1, 1)
-        on the unconstrained scale): the same start as the graph path with the same seed."""
-        point = self.start(seed)
+        on the unconstrained scale): the same start as the graph path with the same seed.
+        nutpie asks from every chain's thread at once, and the PyTensor function behind
+        ``start`` keeps its values in shared storage: one call at a time."""
+        with _START_LOCK:
+            point = self.start(seed)
         return np.array([float(np.asarray(point[name])) for name in self.data.names])
 
 

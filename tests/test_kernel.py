@@ -200,6 +200,20 @@ def test_initial_points_are_the_graphs(unbalanced):
     assert not np.array_equal(km.initial_point(0), km.initial_point(5))
 
 
+def test_initial_points_from_many_threads(unbalanced):
+    """nutpie asks for initial points from every chain's thread at once: the answers are
+    those of one thread at a time (the graph's initial-point function is not thread-safe)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    km, _, _ = _kernel_and_graph("y ~ x + (x|a) + (1|d)", unbalanced)
+    seeds = list(range(400))
+    expected = [km.initial_point(s) for s in seeds]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(km.initial_point, seeds))
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(e, g)
+
+
 def test_kernel_rejects_impossible_points(unbalanced):
     """A non-finite log density is reported to nutpie as such (code 4), not as a number."""
     km, _, _ = _kernel_and_graph("y ~ x + (1|a:b) + (1|d)", unbalanced)
