@@ -34,8 +34,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 #: prior family codes of a standard deviation (their order in kernel.c)
 SD_FAMILIES = ("HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "InverseGamma")
 #: the interface version kernel.c reports (``bl_kernel_abi``)
@@ -196,28 +194,18 @@ def _load(dirs: list[Path]):
 
 
 class Kernel:
-    """The loaded ``bl_lmm_evaluate``: log-density, gradient and β's conditional at x."""
+    """The loaded ``bl_lmm_evaluate`` (log-density, gradient and β's conditional at x; its
+    callers hold the pointers of every buffer, :class:`bayes_lmm.kernel_sampling.KernelModel`)
+    and the addresses of nutpie's callbacks."""
 
     def __init__(self, lib):
         self.lib = lib
         fn = lib.bl_lmm_evaluate
         fn.argtypes = [ctypes.c_void_p] * 8
         fn.restype = ctypes.c_double
-        #: the C function itself, for callers that hold the pointers (see :meth:`evaluate`)
+        #: the C function: (x, grad, β mean, β chol, σ, correlations, ints, floats) → log p
         self.raw = fn
         #: addresses of nutpie's callbacks (log density with gradient; expansion), which read
         #: user data of two addresses: the ints and the floats
         self.nutpie_logp = ctypes.cast(lib.bl_nutpie_logp, ctypes.c_void_p).value
         self.nutpie_expand = ctypes.cast(lib.bl_nutpie_expand, ctypes.c_void_p).value
-
-    def evaluate(self, x: np.ndarray, packed, out: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
-        """(log density, gradient) at the unconstrained ``x``; fills ``out`` ("beta_mean",
-        "beta_chol", "sigma", "correlation") for this x. ``packed`` is (ints, floats) of
-        :meth:`bayes_lmm.likelihood.kernel_data.KernelData.packed`."""
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        grad = np.empty_like(x)
-        ints, floats = packed
-        value = self.raw(x.ctypes.data, grad.ctypes.data, out["beta_mean"].ctypes.data, out["beta_chol"].ctypes.data,
-                         out["sigma"].ctypes.data, out["correlation"].ctypes.data, ints.ctypes.data,
-                         floats.ctypes.data)
-        return value, grad

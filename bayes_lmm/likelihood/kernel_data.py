@@ -169,19 +169,25 @@ def build_kernel_data(design: Design, sd_priors: list[SdPrior], eta: float, beta
     return KernelData(names=tuple(names), layout=layout, beta0=beta0, beta_sd=np.asarray(beta_sd, float))
 
 
+def level_groups(blk) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct Z_l'Z_l of a block's levels, flattened (G, k²), and each level's group."""
+    L, k = blk.n_levels, blk.n_coefs
+    EtE = np.zeros((L, k, k))
+    np.add.at(EtE, blk.index, blk.values[:, :, None] * blk.values[:, None, :])
+    keys, group = np.unique(EtE.reshape(L, k * k), axis=0, return_inverse=True)
+    return keys, np.asarray(group).ravel()
+
+
 def _eliminated_sums(blk, R, gram_numbers_max: int) -> tuple[np.ndarray, np.ndarray]:
     """Per group of levels of block E with equal Z_l'Z_l: Σ_l h_la h_lb' (G, k, k, m1, m1),
     and (levels, Z_l'Z_l) (G, 1 + k²); h_l = Z_E,l'[Z_r X y] (one row per coefficient a)."""
     L, k = blk.n_levels, blk.n_coefs
     W = blk.values
-    EtE = np.zeros((L, k, k))
-    np.add.at(EtE, blk.index, W[:, :, None] * W[:, None, :])
     H = np.zeros((L, k, R.shape[1]))
     for a in range(k):
         Za = sparse.csr_matrix((W[:, a], (np.arange(len(W)), blk.index)), shape=(len(W), L))
         H[:, a, :] = np.asarray((Za.T @ R).todense())
-    keys, group = np.unique(EtE.reshape(L, k * k), axis=0, return_inverse=True)
-    group = np.asarray(group).ravel()
+    keys, group = level_groups(blk)
     G, m1 = len(keys), R.shape[1]
     if G * (k * m1) ** 2 > gram_numbers_max:
         raise ValueError(f"the grouped sums would take {G * (k * m1) ** 2:,} numbers")
@@ -208,8 +214,5 @@ def kernel_applies(design: Design, *, dense_q_max: int = DENSE_Q_MAX, gram_numbe
         return True
     blk = design.blocks[e]
     m1 = remainder_size(design, e) + design.p + 1
-    # an upper bound on the groups: the distinct Z_l'Z_l cannot outnumber the levels
-    EtE = np.zeros((blk.n_levels, blk.n_coefs, blk.n_coefs))
-    np.add.at(EtE, blk.index, blk.values[:, :, None] * blk.values[:, None, :])
-    G = len(np.unique(EtE.reshape(blk.n_levels, -1), axis=0))
+    G = len(level_groups(blk)[0])
     return G * (blk.n_coefs * m1) ** 2 <= gram_numbers_max
