@@ -12,20 +12,17 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import pymc as pm
 
 from .dataprep import warn_integer_coded
 from .design import Design, design_from_formula, design_from_matrices
 from .errors import SpecificationError
-from .graph import build_model
 from .pipeline import build, default_target_accept, resolve_parameterization, run_design
-from .priors import resolve_priors
 from .reml import RemlResult, reml_design
 from .reml_residual import reml_residual
-from .residual import IID, STRUCTURES
+from .residual_draws import attach_residual
 from .results import Fit
+from .simulation import sample_prior, simulate
 from .spec import ModelSpec, SamplerOptions, normalize_priors
 
 __all__ = ["fit", "fit_matrices", "build", "reml", "compare", "simulate", "sample_prior", "run_design",
@@ -37,6 +34,7 @@ def fit_matrices(
     priors: Mapping[str, Any] | None = None, parameterization: str = "auto",
     sampler: str = "auto", draws: int = 1000, tune: int = 1000, chains: int = 4,
     random_seed: int | None = None, target_accept: float | None = None, progressbar: bool = True,
+    residual: Any = None,
 ) -> Fit:
     """Fit ``y = Xβ + Σ_j Z_j u_j + e`` from explicit matrices by NUTS.
 
@@ -69,6 +67,10 @@ def fit_matrices(
         with fewer than 10 levels, or fewer than 50 rows), else 0.9; the latent forms 0.99
         for small designs, 0.95 or 0.9 for larger ones.
     progressbar : bool
+    residual : KnownSD, HeteroSD, AR1, CompoundSymmetry or Unstructured, optional
+        The residual covariance R (default ``σ²_e I``): ``Var(y) = ZGZ' + R``. With matrices,
+        ``KnownSD`` takes an array of the n SDs; the other structures name columns, so pass
+        them to :func:`fit` with a data frame. ``auto`` then samples u (non-centered).
 
     Returns
     -------
@@ -91,7 +93,7 @@ def fit_matrices(
                              progressbar=progressbar)
     spec = ModelSpec(formula=None, coding="full", priors=normalize_priors(priors),
                      parameterization=parameterization)
-    design = design_from_matrices(y, X, Z, x_names=x_names)
+    design = attach_residual(design_from_matrices(y, X, Z, x_names=x_names), residual)
     return run_design(spec, design, options)
 
 
@@ -100,6 +102,7 @@ def fit(
     priors: Mapping[str, Any] | None = None, parameterization: str = "auto",
     sampler: str = "auto", draws: int = 1000, tune: int = 1000, chains: int = 4,
     random_seed: int | None = None, target_accept: float | None = None, progressbar: bool = True,
+    residual: Any = None,
 ) -> Fit:
     """Fit an lme4-style formula such as ``y ~ genotype + (1|pot)`` by NUTS.
 
@@ -121,6 +124,12 @@ def fit(
         Numeric columns to treat as categorical in the fixed part (e.g. genotype coded 1, 2).
     priors, parameterization, sampler, draws, tune, chains, random_seed, target_accept, progressbar
         As in :func:`fit_matrices`.
+    residual : IID, KnownSD, HeteroSD, AR1, CompoundSymmetry or Unstructured, optional
+        The residual covariance R (default ``σ²_e I``), its columns read from ``data``; the
+        formula may then have no random term (a Bayesian GLS). Its SDs are in
+        :meth:`Fit.variance_components` (``Residual`` or ``Residual[level]``), its correlations
+        in :meth:`Fit.residual_structure`; priors by ``Residual``, ``Residual[level]`` and
+        ``residual_correlation``.
 
     Returns
     -------
@@ -143,7 +152,7 @@ def fit(
                      parameterization=parameterization, factors=tuple(factors))
     design = design_from_formula(formula, data, coding=coding, factors=factors)
     warn_integer_coded(design.formula, design.data, design.factor_columns)
-    return run_design(spec, design, options)
+    return run_design(spec, attach_residual(design, residual), options)
 
 
 def reml(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, coding: str = "treatment",
@@ -195,13 +204,10 @@ def reml(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, coding: 
         design = design_from_matrices(y, X, Z, x_names=x_names)
     else:
         raise SpecificationError("bl.reml takes a formula and data, a (y, X, Z) tuple, or a Design")
-    if residual is None or isinstance(residual, IID):
+    design = attach_residual(design, residual, data)
+    if design.residual is None:
         return reml_design(design)
-    if not isinstance(residual, STRUCTURES):
-        raise SpecificationError(f"residual= takes one of {[c.__name__ for c in STRUCTURES]}; "
-                                 f"got {type(residual).__name__}")
-    frame = data if data is not None else design.data
-    return reml_residual(design, residual.resolve(frame, n=design.n))
+    return reml_residual(design, design.residual)
 
 
 def compare(fits: Mapping[str, Fit]) -> pd.DataFrame:
@@ -237,158 +243,3 @@ def compare(fits: Mapping[str, Fit]) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return az.compare({name: f.log_likelihood() for name, f in fits.items()})
-
-
-def _design_for(spec_or_fit: Any, data: pd.DataFrame | None, coding: str, factors: Sequence[str]):
-    """A design for simulation: from a Fit, a formula with a template frame, or (X, Z)."""
-    if isinstance(spec_or_fit, Fit):
-        return spec_or_fit.design, spec_or_fit.prior_set, None
-    if isinstance(spec_or_fit, str):
-        if data is None:
-            raise SpecificationError("simulating from a formula needs a template data frame (data=)")
-        from .formula import parse_formula
-
-        parsed = parse_formula(spec_or_fit)
-        response = parsed.response_column
-        if response is None:
-            raise SpecificationError(f"cannot simulate a transformed response {parsed.response!r}")
-        template = data.copy()
-        if response not in template.columns:
-            # placeholder values only to build X and Z; they are replaced below
-            template[response] = np.random.default_rng(0).normal(size=len(template))
-        return design_from_formula(spec_or_fit, template, coding=coding, factors=factors), None, (template, response)
-    if isinstance(spec_or_fit, tuple) and len(spec_or_fit) == 2:
-        X, Z = spec_or_fit
-        n = np.shape(X)[0]
-        placeholder = np.random.default_rng(0).normal(size=n)
-        return design_from_matrices(placeholder, X, Z), None, None
-    raise SpecificationError("bl.simulate takes a Fit, a formula (with data=) or an (X, Z) tuple")
-
-
-def simulate(spec_or_fit: Any, params: Mapping[str, Any], *, random_seed: int | None,
-             data: pd.DataFrame | None = None, coding: str = "treatment",
-             factors: Sequence[str] = ()) -> pd.DataFrame:
-    """Simulate one data set from the model with given β and variance components.
-
-    Parameters
-    ----------
-    spec_or_fit : Fit, formula str (with ``data`` as template) or (X, Z) tuple
-    params : mapping
-        ``beta``: mapping column label → value (missing labels are 0) or a vector;
-        ``sd``: mapping variance component (``"1|pot"`` or ``"pot"``) → σ_j;
-        ``Residual``: σ_e; optional ``correlation``: mapping ``"(1,Days)|Subject"`` → ρ.
-    random_seed : int or None
-        Required keyword: the same seed gives the same data.
-
-    Returns
-    -------
-    DataFrame
-        The template with its response column replaced by simulated values (formula or Fit),
-        or a frame with a column ``y`` (matrices). The caller's frame is not modified.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> import bayes_lmm as bl
-    >>> dye = pd.read_csv("models/data/dyestuff.csv")
-    >>> sim = bl.simulate("Yield ~ 1 + (1|Batch)", {"beta": {"Intercept": 1500},
-    ...                   "sd": {"Batch": 40}, "Residual": 50}, data=dye, random_seed=1)
-    >>> sim.shape == dye.shape
-    True
-    """
-    from . import checks
-
-    design, _, formula_info = _design_for(spec_or_fit, data, coding, factors)
-    if not isinstance(params, Mapping):
-        raise SpecificationError("params must be a mapping with 'beta', 'sd' and 'Residual'")
-    unknown = set(params) - {"beta", "sd", "Residual", "correlation"}
-    if unknown:
-        raise SpecificationError(f"unknown params {sorted(unknown)}; use 'beta', 'sd', 'Residual', 'correlation'")
-    beta_in = params.get("beta", {})
-    if isinstance(beta_in, Mapping):
-        bad = [k for k in beta_in if k not in design.x_names]
-        if bad:
-            raise SpecificationError(f"params['beta'] names {bad}, not columns of X {list(design.x_names)}")
-        beta = np.array([float(beta_in.get(k, 0.0)) for k in design.x_names])
-    else:
-        beta = np.asarray(beta_in, dtype=float).reshape(-1)
-        if beta.size != design.p:
-            raise SpecificationError(f"params['beta'] has {beta.size} values; X has {design.p} columns")
-    sd_in = dict(params.get("sd", {}))
-    aliases = {b.group: b.components[0] for b in design.blocks if len(b.components) == 1}
-    sd_in = {aliases.get(k, k): v for k, v in sd_in.items()}
-    missing = [c for c in design.components if c not in sd_in]
-    extra = [k for k in sd_in if k not in design.components]
-    if missing or extra:
-        raise SpecificationError(f"params['sd'] must give each component {list(design.components)}; "
-                                 f"missing {missing}, unknown {extra}")
-    if "Residual" not in params:
-        raise SpecificationError("params['Residual'] (σ_e) is required")
-    sigma = np.array([[float(sd_in[c]) for c in design.components] + [float(params["Residual"])]])
-    if np.any(sigma < 0):
-        raise SpecificationError("standard deviations must be non-negative")
-    from .graph import correlation_labels
-
-    labels = correlation_labels(design)
-    corr_in = dict(params.get("correlation", {}))
-    bad = [k for k in corr_in if k not in labels]
-    if bad:
-        raise SpecificationError(f"params['correlation'] names {bad}; correlations are {labels}")
-    corr = np.array([[float(corr_in.get(k, 0.0)) for k in labels]]) if labels else None
-    rng = np.random.default_rng(random_seed)
-    y = checks.replicate(design, beta[None], sigma, None, corr, new_groups=True, rng=rng)[0]
-    if formula_info is not None:
-        template, response = formula_info
-        out = data.copy()
-        out[response] = y
-        return out
-    if isinstance(spec_or_fit, Fit) and spec_or_fit.design.data is not None:
-        out = spec_or_fit.design.data.copy()
-        out[spec_or_fit.design.y_name] = y
-        return out
-    return pd.DataFrame({"y": y})
-
-
-def sample_prior(formula_or_matrices: Any, data: pd.DataFrame | None = None, *, draws: int = 500,
-                 coding: str = "treatment", factors: Sequence[str] = (),
-                 priors: Mapping[str, Any] | None = None, random_seed: int | None = None):
-    """Draws of every parameter and of y from the priors alone, before any fitting.
-
-    Parameters
-    ----------
-    formula_or_matrices : str or (y, X, Z) tuple
-        A formula (then ``data`` is required) or a tuple as for :func:`fit_matrices`.
-    data : DataFrame, optional
-    draws : int
-        Number of prior draws.
-    coding, factors : as in :func:`fit`
-    priors : mapping, optional
-        Overrides, as in :func:`fit_matrices`; the rest are the auto-scaled defaults.
-    random_seed : int, optional
-
-    Returns
-    -------
-    arviz.InferenceData
-        ``prior`` (β, σ, u, ...) and ``prior_predictive`` (y) groups.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> import bayes_lmm as bl
-    >>> data = pd.read_csv("models/data/seedling.csv")
-    >>> prior = bl.sample_prior("weight ~ genotype + (1|pot)", data, factors=["genotype"],
-    ...                         draws=200, random_seed=1)
-    >>> prior.prior_predictive["y"].shape  # doctest: +SKIP
-    (1, 200, 10)
-    """
-    if isinstance(formula_or_matrices, str):
-        if data is None:
-            raise SpecificationError("sample_prior(formula, data): data is required with a formula")
-        design = design_from_formula(formula_or_matrices, data, coding=coding, factors=factors)
-    elif isinstance(formula_or_matrices, tuple) and len(formula_or_matrices) == 3:
-        design = design_from_matrices(*formula_or_matrices)
-    else:
-        raise SpecificationError("sample_prior takes a formula and data, or a (y, X, Z) tuple")
-    prior_set = resolve_priors(dict(normalize_priors(priors)), design)
-    with build_model(design, prior_set, parameterization="noncentered"):
-        return pm.sample_prior_predictive(draws=draws, random_seed=random_seed)

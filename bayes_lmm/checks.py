@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from . import residual_draws as _residual
 from .design import Design
 from .errors import SpecificationError
 from .variance import block_draws, lambda_draws
@@ -56,19 +57,21 @@ def linear_predictor(design: Design, beta: np.ndarray, u: np.ndarray | None) -> 
     return eta
 
 
-def replicate(design: Design, beta, sigma, u, corr, *, new_groups: bool, rng) -> np.ndarray:
-    """Replicated y per draw: shape (S, n)."""
+def replicate(design: Design, beta, sigma, u, corr, *, new_groups: bool, rng, rcorr=None) -> np.ndarray:
+    """Replicated y per draw, Xβ + Zu + e with e ~ N(0, R): shape (S, n). ``rcorr``: the draws
+    of the residual correlation (AR1, CS, Unstructured)."""
     if new_groups:
         u = fresh_u(design, sigma, corr, rng)
     eta = linear_predictor(design, beta, u)
-    return eta + rng.standard_normal(eta.shape) * sigma[:, -1:]
+    return eta + _residual.noise(design, sigma, rcorr, rng)
 
 
-def pointwise_loglik(design: Design, beta, sigma, u) -> np.ndarray:
-    """log N(y_i | x_i'β + z_i'u, σ_e²) per draw and row (conditional on u): (S, n)."""
+def pointwise_loglik(design: Design, beta, sigma, u, rcorr=None) -> np.ndarray:
+    """log N(y_i | x_i'β + z_i'u, R_ii) per draw and row (conditional on u): (S, n); with R
+    correlated within groups, the leave-one-out conditional of each row given its group's
+    other rows (:func:`bayes_lmm.residual_draws.pointwise_loglik`)."""
     mu = linear_predictor(design, beta, u)
-    s = sigma[:, -1:]
-    return -0.5 * np.log(2 * np.pi) - np.log(s) - 0.5 * ((design.y[None, :] - mu) / s) ** 2
+    return _residual.pointwise_loglik(design, design.y[None, :] - mu, sigma, rcorr)
 
 
 def _group_means(y: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:

@@ -117,6 +117,8 @@ class Design:
     formula: str | None = None
     factor_columns: tuple[str, ...] = ()
     data: pd.DataFrame | None = field(default=None, repr=False)
+    #: the residual structure R (:class:`~bayes_lmm.residual.ResolvedResidual`); None: σ²_e I
+    residual: Any = field(default=None, repr=False)
 
     @property
     def n(self) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import residual_draws as _residual
 from .checks import linear_predictor
 from .design import Design
 
@@ -178,7 +179,8 @@ def flag_rows(design: Design, statistic: np.ndarray, bound: float) -> tuple[Flag
 
 def residual_outliers(design: Design, beta: np.ndarray, u: np.ndarray | None,
                       sigma: np.ndarray) -> tuple[FlaggedRow, ...]:
-    """Rows with |y − posterior mean of Xβ + Zu| / posterior mean of σ_e > :data:`OUTLIER_Z`.
+    """Rows with |y − posterior mean of Xβ + Zu| / posterior mean of the row's residual SD
+    (σ_e, or its stratum's SD, or the known SD) > :data:`OUTLIER_Z`.
 
     One pass over posterior means (Xβ + Zu is linear, so its mean is X·E[β] + Z·E[u]).
     ``u`` None (not drawn) means no screen: the residuals given u cannot be formed.
@@ -186,7 +188,8 @@ def residual_outliers(design: Design, beta: np.ndarray, u: np.ndarray | None,
     if design.blocks and u is None:
         return ()
     eta = linear_predictor(design, beta.mean(axis=0)[None], None if u is None else u.mean(axis=0)[None])[0]
-    return flag_rows(design, np.abs(design.y - eta) / float(sigma[:, -1].mean()), OUTLIER_Z)
+    scale = _residual.row_sd(design, sigma).mean(axis=0)
+    return flag_rows(design, np.abs(design.y - eta) / scale, OUTLIER_Z)
 
 
 __all__ = ["Diagnostics", "FlaggedRow", "RHAT_MAX", "ESS_MIN_PER_CHAIN", "OUTLIER_Z", "PARETO_K_MAX",

@@ -21,6 +21,7 @@ from .names import (
     COMPONENT_DIM,
     CORR_DIM,
     OBS_DIM,
+    RESIDUAL_CORR_DIM,
     U_DIM,
     block_key,
     coef_dim,
@@ -29,6 +30,7 @@ from .names import (
 )
 from .names import data as _data
 from .priors import PriorSet
+from .residual_draws import component_names
 from .spec import Prior
 
 __all__ = ["BETA_CHOL", "BETA_DIM", "BETA_MEAN", "CHOL_COLUMN_DIM", "COMPONENT_DIM", "CORR_DIM", "OBS_DIM",
@@ -64,7 +66,9 @@ def model_signature(design: Design, priors: PriorSet, form: Form | str) -> tuple
     (a name is resolved by :func:`bayes_lmm.likelihood.choose`)."""
     form = choose(design, form) if isinstance(form, str) else form
     families = (tuple(p.family for p in priors.beta), tuple(p.family for _, p in priors.components),
-                priors.residual.family, priors.correlation.kwargs()["eta"])
+                priors.residual.family, priors.correlation.kwargs()["eta"],
+                tuple(p.family for _, p in priors.residual_sds),
+                None if priors.residual_correlation is None else priors.residual_correlation.kwargs()["eta"])
     return (form.signature(), design.p, families, integrates_beta(design, priors, form))
 
 
@@ -124,13 +128,15 @@ def _beta(priors: PriorSet) -> pt.TensorVariable:
 def coords_for(design: Design) -> dict[str, list[str]]:
     coords = {
         BETA_DIM: list(design.x_names),
-        COMPONENT_DIM: list(design.components) + [RESIDUAL],
+        COMPONENT_DIM: component_names(design),
         U_DIM: design.u_labels,
         OBS_DIM: list(range(design.n)),
     }
     corr = correlation_labels(design)
     if corr:
         coords[CORR_DIM] = corr
+    if design.residual is not None and design.residual.correlated:
+        coords[RESIDUAL_CORR_DIM] = list(design.residual.corr_names)
     for blk in design.blocks:
         key = block_key(design, blk)
         coords[level_dim(key)] = list(blk.levels)
@@ -169,6 +175,33 @@ def _block_scales(blk: RandomBlock, key: str, priors: PriorSet, corr_parts: list
     corr = pm.LKJCorr(name, n=k, eta=eta, return_matrix=True)
     corr_parts.append(corr[np.triu_indices(k, 1)])
     return sds, sd_vec, pt.linalg.cholesky(corr)
+
+
+def _residual_scales(res, priors: PriorSet, sds: list):
+    """(SD of each row, correlation parameters or None) of a residual structure R = DCD; its
+    estimated SDs are appended to ``sds`` and ρ is the deterministic ``residual_correlation``
+    (see :mod:`bayes_lmm.priors` for the parameterizations of its LKJ(η) prior)."""
+    if res.known_sd is not None:
+        row_sd = _data("residual_known_sd", res.known_sd)
+    else:
+        strata = [_sd_variable(safe_name(label), priors.residual_sd(label)) for label in res.sd_labels]
+        sds.extend(strata)
+        row_sd = pt.stack(strata)[_data("residual_stratum", res.stratum)]
+    if not res.correlated:
+        return row_sd, None
+    eta = priors.residual_correlation.kwargs()["eta"]
+    T = len(res.time_labels)
+    if res.kind == "un" and T > 2:
+        corr = pm.LKJCorr("residual_corr", n=T, eta=eta, return_matrix=True)
+        rho = corr[np.triu_indices(T, 1)]
+    else:
+        b = pm.Beta("residual_rho_beta", alpha=eta, beta=eta)
+        sizes = np.bincount(res.group)
+        # compound symmetry is positive definite for ρ > −1/(n_max − 1)
+        low = -1.0 / (sizes.max() - 1) if res.kind == "cs" and sizes.max() > 2 else -1.0
+        rho = (low + (1.0 - low) * b)[None]
+    pm.Deterministic("residual_correlation", rho, dims=RESIDUAL_CORR_DIM)
+    return row_sd, rho
 
 
 def build_model(design: Design, priors: PriorSet, *, parameterization: str = "noncentered",
@@ -225,12 +258,17 @@ def build_model(design: Design, priors: PriorSet, *, parameterization: str = "no
             sds.extend(block_sds)
             chol = sd_vec[:, None] * chol_corr if chol_corr is not None else None
             blocks.append((key, blk, form.block_effect(key, blk, sd_vec, chol)))
-        sigma_e = _sd_variable(RESIDUAL, priors.residual)
-        sds.append(sigma_e)
+        if design.residual is None:
+            sigma_e, row_sd, rho = _sd_variable(RESIDUAL, priors.residual), None, None
+            sds.append(sigma_e)
+        else:
+            sigma_e = None
+            row_sd, rho = _residual_scales(design.residual, priors, sds)
         pm.Deterministic("sigma", pt.stack(sds), dims=COMPONENT_DIM)
         if corr_parts:
             pm.Deterministic("correlation", pt.concatenate(corr_parts), dims=CORR_DIM)
         # Normal prior on every β when it is integrated out: its mu and sigma as data
         prior = _beta_prior_data(priors) if without_beta else None
-        form.likelihood(GraphInputs(beta=beta, beta_prior=prior, blocks=tuple(blocks), sigma_e=sigma_e))
+        form.likelihood(GraphInputs(beta=beta, beta_prior=prior, blocks=tuple(blocks), sigma_e=sigma_e,
+                                    row_sd=row_sd, residual_corr=rho))
     return model

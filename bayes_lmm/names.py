@@ -18,6 +18,8 @@ COMPONENT_DIM = "component"
 U_DIM = "u_index"
 OBS_DIM = "obs"
 CORR_DIM = "correlation_pair"
+#: the residual structure's correlation parameters (``rho`` or ``corr(t1,t2)``)
+RESIDUAL_CORR_DIM = "residual_corr_param"
 #: names of the deterministics that carry β's exact conditional given θ out of the sampler
 BETA_MEAN, BETA_CHOL = "beta_conditional_mean", "beta_conditional_chol"
 CHOL_COLUMN_DIM = "coef_column"

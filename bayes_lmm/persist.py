@@ -7,6 +7,7 @@ and the Z blocks (matrix fits). Nothing is unpickled, so a foreign file cannot r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def save(fit, path: str | Path) -> Path:
                     "random_seed": fit.options.random_seed},
         # the seed every stream was spawned from (drawn when options.random_seed is None)
         "seed": fit.random_seed,
+        "residual": residual_meta(fit.design.residual),
     }
     design = fit.design
     if spec.formula is not None:
@@ -68,6 +70,28 @@ def save(fit, path: str | Path) -> Path:
         idata.add_groups(constant_data=constant)
     idata.to_netcdf(str(path))
     return path
+
+
+def residual_meta(res) -> dict | None:
+    """The residual structure as JSON: its class name and arguments (None for σ²_e I)."""
+    if res is None:
+        return None
+    src = res.source
+    args = {f.name: getattr(src, f.name) for f in dataclasses.fields(src)}
+    return {"structure": type(src).__name__,
+            "args": {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}}
+
+
+def residual_from_meta(meta: dict | None):
+    """The structure written by :func:`residual_meta` (only the library's own classes)."""
+    from . import residual as _residual
+
+    if meta is None:
+        return None
+    classes = {cls.__name__: cls for cls in _residual.STRUCTURES}
+    if meta.get("structure") not in classes:
+        raise KeyError(f"unknown residual structure {meta.get('structure')!r}")
+    return classes[meta["structure"]](**meta["args"])
 
 
 def load(path: str | Path):
@@ -94,6 +118,7 @@ def load(path: str | Path):
     """
     from .design import design_from_formula, design_from_matrices
     from .priors import resolve_priors
+    from .residual_draws import attach_residual
     from .results import Fit
     from .seeds import Seed
     from .spec import ModelSpec, SamplerOptions, normalize_priors
@@ -123,6 +148,7 @@ def load(path: str | Path):
             Z = {b["name"]: pd.DataFrame(cd[f"Z_{i}"].values, columns=b["levels"])
                  for i, b in enumerate(meta["blocks"])}
             design = design_from_matrices(cd["y"].values, cd["X"].values, Z, x_names=meta["x_names"])
+        design = attach_residual(design, residual_from_meta(meta.get("residual")))
         spec = ModelSpec(formula=meta["formula"], coding=meta["coding"], priors=priors,
                          parameterization=meta["parameterization"], factors=tuple(meta["factors"]))
         opts = meta["options"]

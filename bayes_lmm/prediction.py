@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import residual_draws as _residual
 from . import variance as _variance
 from .dataprep import prepare_data as _prepare_data
 from .design import Design, _group_labels
@@ -14,11 +15,14 @@ from .spec import NEW_GROUPS
 
 def predict_draws(design: Design, beta: np.ndarray, sigma: np.ndarray, u: np.ndarray | None,
                   corr: np.ndarray | None, new_data: pd.DataFrame, *, kind: str, new_groups: str,
-                  rng: np.random.Generator) -> np.ndarray:
+                  rng: np.random.Generator, rcorr: np.ndarray | None = None) -> np.ndarray:
     """Draws of Xβ + Zu (``kind="mean"``) or of y (``"response"``) for new rows: (S, n_new).
 
     Levels not seen in training get effects drawn from G per draw (``new_groups="sample"``),
-    zero (``"zero"``), or raise :class:`DataError` (``"error"``).
+    zero (``"zero"``), or raise :class:`DataError` (``"error"``). With a residual structure,
+    ``"response"`` adds e ~ N(0, R) for the new rows: their SDs by stratum (or the known SDs
+    read from ``new_data``), correlated within the new rows of one group (AR1, CS,
+    Unstructured); the new rows' residuals are not conditioned on the fitted rows'.
     """
     if kind not in ("mean", "response"):
         raise SpecificationError(f"kind must be 'mean' or 'response', got {kind!r}")
@@ -55,7 +59,7 @@ def predict_draws(design: Design, beta: np.ndarray, sigma: np.ndarray, u: np.nda
                 eta[:, ~seen] += np.einsum("snk,nk->sn", unew[:, pos], values[~seen])
         u_at += blk.n_levels * k
     if kind == "response":
-        eta = eta + rng.standard_normal(eta.shape) * sigma[:, -1:]
+        eta = eta + _residual.noise(_residual.for_new_rows(design, new_data), sigma, rcorr, rng)
     return eta
 
 

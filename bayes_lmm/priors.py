@@ -11,10 +11,16 @@ Default rule (auto-scaling, in the spirit of rstanarm), with s_y = sd(y) and ȳ 
   ``HalfNormal(s_y / sd(x))``.
 * σ_e (``Residual``): ``Exponential(1 / s_y)``.
 * correlations of correlated random effects: ``LKJ(eta=2)``.
+* with a residual structure (``residual=``): each residual SD ``Residual[level]``
+  ``Exponential(1 / s_y)``; its correlation (``residual_correlation``) ``LKJ(eta=2)``: for
+  AR(1) ρ = 2b − 1 with b ~ Beta(η, η) (density ∝ (1 − ρ²)^(η−1)), for compound symmetry
+  ρ = a + (1 − a)b with a = −1/(n_max − 1) (R positive definite for the largest group), for
+  Unstructured the LKJ(η) density of the correlation matrix over the times.
 
 Every default can be overridden through ``priors={key: prior}`` with key a column of X,
 ``fixed`` (all β), a variance-component name, ``random`` (all σ_j), ``Residual`` or
-``correlation``.
+``correlation``; with a residual structure ``Residual`` (every residual SD),
+``Residual[level]`` (one) and ``residual_correlation``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import pandas as pd
 
 from .design import RESIDUAL, Design
 from .errors import SpecificationError
+from .residual_draws import sd_labels
 from .spec import LKJ, Exponential, HalfNormal, Normal, Prior
 
 _DEFAULT_KEYS = ("fixed", "random", RESIDUAL, "correlation")
@@ -40,17 +47,28 @@ class PriorSet:
     residual: Prior
     correlation: Prior
     x_names: tuple[str, ...]
+    #: the residual SDs' priors by label (``Residual`` or ``Residual[level]``, none for KnownSD)
+    residual_sds: tuple[tuple[str, Prior], ...] = ()
+    #: the residual correlation's prior (AR1, CompoundSymmetry, Unstructured), else None
+    residual_correlation: Prior | None = None
 
     def component(self, name: str) -> Prior:
         return dict(self.components)[name]
+
+    def residual_sd(self, label: str) -> Prior:
+        """The prior of one residual SD (``residual`` for the default σ²_e I)."""
+        return dict(self.residual_sds).get(label, self.residual)
 
     def table(self) -> pd.DataFrame:
         """One row per parameter: what the prior is on and the distribution."""
         rows = [("β", name, str(p)) for name, p in zip(self.x_names, self.beta)]
         for name, p in self.components:
             rows.append(("σ²" if p.target == "variance" else "σ", name, str(p)))
-        rows.append(("σ²" if self.residual.target == "variance" else "σ", RESIDUAL, str(self.residual)))
+        for label, p in self.residual_sds or ((RESIDUAL, self.residual),):
+            rows.append(("σ²" if p.target == "variance" else "σ", label, str(p)))
         rows.append(("correlation", "all correlated blocks", str(self.correlation)))
+        if self.residual_correlation is not None:
+            rows.append(("correlation", "residual_correlation", str(self.residual_correlation)))
         return pd.DataFrame(rows, columns=["parameter", "name", "prior"]).set_index("name")
 
 
@@ -71,7 +89,13 @@ def resolve_priors(overrides: dict[str, Prior], design: Design) -> PriorSet:
         For a key that names no parameter (the message lists the valid keys) or a prior
         family that does not fit its parameter.
     """
-    valid = set(design.x_names) | set(design.components) | set(_DEFAULT_KEYS)
+    labels = sd_labels(design)
+    correlated_r = design.residual is not None and design.residual.correlated
+    valid = set(design.x_names) | set(design.components) | set(_DEFAULT_KEYS) | set(labels)
+    if correlated_r:
+        valid.add("residual_correlation")
+    if design.residual is not None and design.residual.kind == "known":
+        valid.discard(RESIDUAL)
     # the matrix path and formula users may name a component by its group too
     aliases = {b.group: b.components[0] for b in design.blocks if len(b.components) == 1}
     valid |= set(aliases)
@@ -140,9 +164,19 @@ def resolve_priors(overrides: dict[str, Prior], design: Design) -> PriorSet:
             comps.append((comp, prior))
     residual = overrides.get(RESIDUAL, Exponential(1.0 / s_y))
     _check_target(RESIDUAL, residual, ("sd", "variance"))
+    residual_sds = []
+    if design.residual is not None:
+        for label in labels:
+            prior = overrides.get(label, residual)
+            _check_target(label, prior, ("sd", "variance"))
+            residual_sds.append((label, prior))
     correlation = overrides.get("correlation", LKJ(2.0))
     _check_target("correlation", correlation, ("correlation",))
+    residual_correlation = overrides.get("residual_correlation", LKJ(2.0)) if correlated_r else None
+    if residual_correlation is not None:
+        _check_target("residual_correlation", residual_correlation, ("correlation",))
     return PriorSet(
         beta=tuple(beta), components=tuple(comps), residual=residual,
-        correlation=correlation, x_names=design.x_names,
+        correlation=correlation, x_names=design.x_names, residual_sds=tuple(residual_sds),
+        residual_correlation=residual_correlation,
     )

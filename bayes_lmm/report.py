@@ -20,6 +20,18 @@ def marginal_form(form: Form, beta_integrated: bool) -> str:
     return f" ({what} integrated out; {form.describe()})"
 
 
+def residual_words(res) -> str:
+    """R in words for the summary: ``σ²_e I`` or the structure as the user wrote it."""
+    if res is None:
+        return "σ²_e I"
+    src = res.source
+    if type(src).__name__ == "KnownSD" and not isinstance(src.column, str):
+        return "diag(s²), s known (an array)"
+    return f"{src!r}" + {
+        "known": " (known SDs)", "hetero": " (one SD per level)", "ar1": " (corr ρ^|t−s| within group)",
+        "cs": " (equal correlation ρ within group)", "un": " (a full covariance over the times)"}.get(res.kind, "")
+
+
 def summary(fit, prob: float = 0.95) -> Summary:
     """Model, fixed effects, variance components, random-effect correlations, diagnostics
     (warnings and notes), as a :class:`~bayes_lmm.display.Summary` (a ``str``)."""
@@ -30,6 +42,7 @@ def summary(fit, prob: float = 0.95) -> Summary:
     lines = [
         f"Bayesian linear mixed model: {model}",
         f"  {design.n} observations, rank(X) = {design.rank} of {design.p} columns",
+        f"  residual R = {residual_words(design.residual)}",
         f"  sampler {fit.sampler}{kernel}, parameterization {fit.parameterization}"
         f"{marginal_form(fit.form, integrates_beta(design, fit.prior_set, fit.form))}, "
         f"{d.chains} chains × {d.draws // max(d.chains, 1)} draws, target_accept {fit.target_accept:g}",
@@ -44,6 +57,8 @@ def summary(fit, prob: float = 0.95) -> Summary:
     ]
     if "correlation" in fit.idata.posterior:
         lines += ["Random-effect correlations:", fit.random_effect_correlations(prob).round(4).to_string(), ""]
+    if "residual_correlation" in fit.idata.posterior:
+        lines += ["Residual correlation:", fit.residual_structure(prob).round(4).to_string(), ""]
     lines += [
         f"Diagnostics: {d.divergences} divergences, max R-hat {d.max_rhat:.3f}, "
         f"min ESS bulk {d.min_ess_bulk:.0f}, tail {d.min_ess_tail:.0f}",

@@ -78,6 +78,8 @@ class ResolvedResidual:
     time: np.ndarray | None = None
     time_labels: tuple[str, ...] = ()
     corr_names: tuple[str, ...] = ()
+    #: the structure this was resolved from (``KnownSD("sigma")``, ...), for saving and new data
+    source: Any = None
 
     @property
     def correlated(self) -> bool:

@@ -38,6 +38,7 @@ from .graph import build_model
 from .likelihood import Form, choose
 from .priors import PriorSet
 from .reml import reml_design
+from .reml_residual import reml_residual
 from .seeds import Seed
 from .spec import ModelSpec, SamplerOptions
 from .tables import VarY
@@ -121,6 +122,9 @@ class Fit:
     def _u_draws(self) -> np.ndarray | None:
         return self.draws("u") if self.design.blocks else None
 
+    def _rcorr(self) -> np.ndarray | None:
+        return _tables.residual_corr_draws(self.idata.posterior)
+
     # ------------------------------------------------------------------ tables
     def fixed_effects(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
         """Posterior of β: one row per column of X.
@@ -180,6 +184,11 @@ class Fit:
     def var_y(self, rows: Sequence[int] | slice | None = None, prob: float = 0.95) -> VarY:
         """Posterior mean and interval of ``Var(y) = ZGZ' + R`` for chosen observations."""
         return _tables.var_y(self.design, self.idata.posterior, rows, prob)
+
+    def residual_structure(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+        """Posterior of R's correlation parameters: ``rho`` (AR1, CompoundSymmetry) or each
+        ``corr(t1,t2)`` (Unstructured); its SDs are in :meth:`variance_components`."""
+        return _tables.residual_structure(self.design, self.idata.posterior, prob, interval=interval)
 
     # ------------------------------------------------------------------ contrasts
     def contrast(self, spec: Any = None, prob: float = 0.95, *, pairwise: str | None = None,
@@ -244,7 +253,7 @@ class Fit:
         return _prediction.predict_draws(
             self.design, self.draws("beta"), self.draws("sigma"), self._u_draws(),
             _tables.corr_draws(self.idata.posterior), new_data, kind=kind, new_groups=new_groups,
-            rng=self.seed.rng("prediction", random_seed))
+            rng=self.seed.rng("prediction", random_seed), rcorr=self._rcorr())
 
     def predict(self, new_data: pd.DataFrame, *, kind: str = "mean", new_groups: str = "sample",
                 random_seed: int | None = None, prob: float = 0.95) -> pd.DataFrame:
@@ -255,7 +264,7 @@ class Fit:
         new_data : DataFrame
             Must contain the columns the formula uses (the response is not needed).
         kind : {"mean", "response"}
-            ``mean``: Xβ + Zu; ``response``: adds e ~ N(0, σ_e²) (a prediction interval).
+            ``mean``: Xβ + Zu; ``response``: adds e ~ N(0, R) (a prediction interval).
         new_groups : {"sample", "zero", "error"}
             For levels not seen in training: draw new effects from G per posterior draw,
             set them to zero (the population mean), or raise :class:`DataError`.
@@ -277,7 +286,7 @@ class Fit:
         stream (or ``random_seed``); see :meth:`posterior_predictive`."""
         return _checks.replicate(self.design, self.draws("beta"), self.draws("sigma"), self._u_draws(),
                                  _tables.corr_draws(self.idata.posterior), new_groups=new_groups,
-                                 rng=self.seed.rng("replication", random_seed))
+                                 rng=self.seed.rng("replication", random_seed), rcorr=self._rcorr())
 
     def posterior_predictive(self, *, new_groups: bool = False, random_seed: int | None = None):
         """Replicated y for every posterior draw, stored as ``idata.posterior_predictive["y"]``.
@@ -324,7 +333,8 @@ class Fit:
     def log_likelihood(self) -> az.InferenceData:
         """Add the pointwise log-likelihood (given u) as ``idata.log_likelihood["y"]``."""
         if "log_likelihood" not in self.idata.groups():
-            ll = _checks.pointwise_loglik(self.design, self.draws("beta"), self.draws("sigma"), self._u_draws())
+            ll = _checks.pointwise_loglik(self.design, self.draws("beta"), self.draws("sigma"), self._u_draws(),
+                                          self._rcorr())
             self.idata.add_groups(log_likelihood=xr.Dataset({"y": self._per_draw(ll)}))
         return self.idata
 
@@ -356,7 +366,9 @@ class Fit:
         Index: (kind, name) with kind ``beta``, ``sd`` or ``correlation``. Columns:
         ``bayes_median, bayes_lower, bayes_upper, reml`` (and ``reml_se`` for β).
         """
-        return _tables.compare_reml(self.design, self.idata.posterior, reml_design(self.design), prob)
+        design = self.design
+        reml = reml_design(design) if design.residual is None else reml_residual(design, design.residual)
+        return _tables.compare_reml(design, self.idata.posterior, reml, prob)
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> Diagnostics:

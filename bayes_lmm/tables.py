@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 
 from . import contrasts as _contrasts
+from . import residual_draws as _residual
 from . import variance as _variance
 from .convergence import ess_rhat
-from .design import RESIDUAL, Design
+from .design import Design
 from .errors import SpecificationError
+from .names import RESIDUAL_CORR_DIM
 from .validate import row_selection
 
 
@@ -44,7 +46,11 @@ def corr_draws(post) -> np.ndarray | None:
 
 
 def component_names(design: Design) -> list[str]:
-    return list(design.components) + [RESIDUAL]
+    return _residual.component_names(design)
+
+
+def residual_corr_draws(post) -> np.ndarray | None:
+    return draws(post, "residual_correlation") if "residual_correlation" in post else None
 
 
 def fixed_effects(design: Design, post, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
@@ -70,9 +76,10 @@ def variance_components(design: Design, post, prob: float = 0.95, *, interval: s
 
 
 def variance_ratio(design: Design, post, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
-    """σ_j²/σ_e² for each component."""
+    """σ_j²/σ_e² for each component (σ_e²: the mean of diag(R) with a residual structure)."""
     sigma = draws(post, "sigma")
-    ratio = sigma[:, :-1] ** 2 / sigma[:, -1:] ** 2
+    c = len(design.components)
+    ratio = sigma[:, :c] ** 2 / _residual.mean_variance(design, sigma)[:, None]
     out = _contrasts.summarize(ratio, design.components, prob=prob, interval=interval)
     out.index.name = "component"
     return out[["mean", "median", "sd", "lower", "upper"]]
@@ -132,10 +139,26 @@ def random_effect_correlations(design: Design, post, prob: float = 0.95, *, inte
     return out.drop(columns=["prob_positive"])
 
 
+def residual_structure(design: Design, post, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
+    """Posterior of the residual correlation parameters, one row per ``rho`` or ``corr(t1,t2)``."""
+    if "residual_correlation" not in post:
+        kind = "σ²_e I" if design.residual is None else type(design.residual.source).__name__
+        raise SpecificationError(
+            f"the residual structure ({kind}) has no correlation parameters; fit with residual=bl.AR1(time, "
+            "group), bl.CompoundSymmetry(group) or bl.Unstructured(time, group) to estimate one "
+            "(residual SDs are in variance_components())")
+    labels = list(post["residual_correlation"].coords[RESIDUAL_CORR_DIM].to_numpy())
+    out = _contrasts.summarize(draws(post, "residual_correlation"), labels, prob=prob, interval=interval)
+    out.index.name = "parameter"
+    bulk, _, rhat = ess_rhat(post, "residual_correlation")
+    out["ess_bulk"], out["r_hat"] = bulk, rhat
+    return out.drop(columns=["prob_positive"])
+
+
 def var_y(design: Design, post, rows: Sequence[int] | slice | None = None, prob: float = 0.95) -> VarY:
     """Posterior mean and interval of ``Var(y) = ZGZ' + R`` for chosen observations."""
     idx = row_selection(rows, design.n)
-    vy = _variance.var_y_draws(design, draws(post, "sigma"), corr_draws(post), idx)
+    vy = _variance.var_y_draws(design, draws(post, "sigma"), corr_draws(post), idx, residual_corr_draws(post))
     labels = [design.row_labels[i] for i in idx]
     a = (1 - prob) / 2
 

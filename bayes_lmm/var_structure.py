@@ -14,7 +14,7 @@ def var_y_structure(design, rows: Sequence[int] | slice | None = None) -> pd.Dat
 
     Entries read like the notes' tables, e.g. ``σ²_litter + σ²_litter:animal + σ²_e``.
     For correlated random slopes, covariances appear as ``σ_(1,Days)|Subject`` and
-    covariate values as factors.
+    covariate values as factors. R's entries follow :func:`residual_term`.
     """
     idx = row_selection(rows, design.n)
     names = [design.row_labels[i] if design.row_labels else str(i) for i in idx]
@@ -49,10 +49,39 @@ def var_y_structure(design, rows: Sequence[int] | slice | None = None) -> pd.Dat
                         else:
                             pair = f"σ_({blk.coef_names[c1]},{blk.coef_names[c2]})|{blk.group}"
                             terms.append(_scaled(coef, pair))
-            if a == b:
-                terms.append("σ²_e")
+            r_term = residual_term(design.residual, a, b)
+            if r_term:
+                terms.append(r_term)
             table.iloc[a_pos, b_pos] = " + ".join(terms) if terms else "0"
     return table
+
+
+def _sd_symbol(label: str) -> str:
+    # "Residual" → σ_e, "Residual[F]" → σ_e[F]
+    return "σ_e" + label[len("Residual"):]
+
+
+def residual_term(res, a: int, b: int) -> str:
+    """Entry (a, b) of R in symbols: ``σ²_e`` (σ²_e I), the known variance (KnownSD), ``σ²_e[F]``
+    (HeteroSD), ``σ²_e·ρ^2`` (AR1 at lag 2), ``σ²_e·ρ`` (CS), ``σ_e[1]·σ_e[2]·ρ(1,2)`` (UN);
+    empty where R is 0."""
+    if res is None:
+        return "σ²_e" if a == b else ""
+    if a != b and (not res.correlated or res.group[a] != res.group[b]):
+        return ""
+    if res.known_sd is not None:
+        return f"{res.known_sd[a] ** 2:g}"
+    sa, sb = (_sd_symbol(res.sd_labels[res.stratum[i]]) for i in (a, b))
+    scale = f"σ²{sa[1:]}" if sa == sb else f"{sa}·{sb}"
+    if a == b:
+        return scale
+    if res.kind == "ar1":
+        lag = abs(int(res.time[a]) - int(res.time[b]))
+        return f"{scale}·ρ" + (f"^{lag}" if lag != 1 else "")
+    if res.kind == "cs":
+        return f"{scale}·ρ"
+    ta, tb = sorted((int(res.time[a]), int(res.time[b])))
+    return f"{scale}·ρ({res.time_labels[ta]},{res.time_labels[tb]})"
 
 
 def _sym(component: str, blk) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import residual_draws as _residual
 from .contrasts import interval_bounds
 from .design import RESIDUAL, Design
 from .errors import SpecificationError
@@ -58,9 +59,11 @@ def fraction_draws(design: Design, sigma: np.ndarray, corr: np.ndarray | None) -
     for (blk, sd, c), W in zip(block_draws(design, sigma, corr), weight_matrices(design)):
         G = correlation_to_covariance(sd, c, blk.n_coefs)
         parts.append(np.einsum("skm,km->sk", G, W))
-    parts.append(sigma[:, -1:] ** 2)
+    # each residual SD's share of the mean of diag(R) (known SDs count in the total only)
+    parts.append(_residual.parts(design, sigma))
     var = np.concatenate(parts, axis=1)
-    return var / var.sum(axis=1, keepdims=True)
+    total = var[:, : len(design.components)].sum(axis=1) + _residual.mean_variance(design, sigma)
+    return var / total[:, None]
 
 
 def variance_table(sigma: np.ndarray, names: list[str], *, prob: float, interval: str = "eti",
@@ -113,7 +116,7 @@ def icc_draws(design: Design, sigma: np.ndarray, names: list[str]) -> dict[str, 
     entry over the diagonal ``ℓ + a + e``. Crossed factors count alone.
     """
     var = sigma**2
-    total = var.sum(axis=1)
+    total = var[:, : len(design.components)].sum(axis=1) + _residual.mean_variance(design, sigma)
     pos = {n: i for i, n in enumerate(names)}
     out = {}
     for comp, outer in nesting(design).items():
@@ -178,7 +181,7 @@ def icc_at_draws(design: Design, sigma: np.ndarray, corr: np.ndarray | None,
         part = np.einsum("k,skm,m->s", z, correlation_to_covariance(sd, c, blk.n_coefs), z)
         var[blk.group] = var.get(blk.group, 0.0) + part
         first.setdefault(blk.group, blk)
-    total = sum(var.values()) + sigma[:, -1] ** 2
+    total = sum(var.values()) + _residual.mean_variance(design, sigma)
     out = {}
     for g, blk in first.items():
         outer = [h for h, other in first.items() if h != g and _nested(blk, other)]
@@ -254,8 +257,9 @@ def lambda_draws(sd: np.ndarray, corr: np.ndarray | None, k: int) -> np.ndarray:
     return sd[:, :, None] * np.linalg.cholesky(unit)
 
 
-def var_y_draws(design: Design, sigma: np.ndarray, corr: np.ndarray | None, rows: list[int]) -> np.ndarray:
-    """Draws of Var(y) = Z G Z' + σ_e² I for the chosen rows: shape (draws, r, r)."""
+def var_y_draws(design: Design, sigma: np.ndarray, corr: np.ndarray | None, rows: list[int],
+                rcorr: np.ndarray | None = None) -> np.ndarray:
+    """Draws of Var(y) = Z G Z' + R for the chosen rows: shape (draws, r, r)."""
     r = len(rows)
     out = np.zeros((sigma.shape[0], r, r))
     for blk, sd, c in block_draws(design, sigma, corr):
@@ -264,8 +268,7 @@ def var_y_draws(design: Design, sigma: np.ndarray, corr: np.ndarray | None, rows
         Gb = correlation_to_covariance(sd, c, k)
         # Σ_levels z_a,l G z_b,l'
         out += np.einsum("alk,dkm,blm->dab", z, Gb, z)
-    out += (sigma[:, -1] ** 2)[:, None, None] * np.eye(r)[None]
-    return out
+    return out + _residual.r_draws(design, sigma, rcorr, list(rows))
 
 
 __all__ = ["variance_table", "fraction_draws", "weight_matrices", "icc_draws", "icc_at_draws",

@@ -30,12 +30,16 @@ DENSE_Q_MAX = 150
 class GraphInputs:
     """What the graph hands a form to finish the model: β (None when it is integrated out,
     then ``beta_prior`` holds the Normal prior's ``mu`` and ``sigma`` as length-p data), each
-    block's (key, block, u_b or Λ_b) from :meth:`Form.block_effect`, and σ_e."""
+    block's (key, block, u_b or Λ_b) from :meth:`Form.block_effect`, and σ_e; with a residual
+    structure other than σ²_e I (then ``sigma_e`` is None), ``row_sd`` (n,) the SD of each row
+    and ``residual_corr`` its correlation parameters (or None)."""
 
     beta: object
     beta_prior: dict | None
     blocks: tuple
     sigma_e: object
+    row_sd: object = None
+    residual_corr: object = None
 
 
 class Form(ABC):

@@ -1,4 +1,5 @@
-"""The latent parameterizations: u a sampled variable, y ~ N(Xβ + Zu, σ_e² I) row by row.
+"""The latent parameterizations: u a sampled variable, y ~ N(Xβ + Zu, R) (row by row where R
+is diagonal; :mod:`.residual_logp` where it is correlated within groups).
 
 The fallback behind the exact forms (any design, any priors). Random effects enter by
 index-gather (``u_b[level_index] · values``), never by a dense Z product, so cost grows with
@@ -14,6 +15,8 @@ import pytensor.tensor as pt
 from ..design import Design
 from ..names import OBS_DIM, U_DIM, coef_dim, data, level_dim, safe_name
 from .base import Form, GraphInputs
+from .residual_logp import residual_logp
+from .residual_logp import signature as residual_signature
 
 
 class LatentForm(Form):
@@ -22,6 +25,10 @@ class LatentForm(Form):
     @classmethod
     def applies(cls, design: Design) -> bool:
         return True
+
+    def structure(self) -> tuple:
+        res = self.design.residual
+        return (self.name,) if res is None else (self.name, residual_signature(res))
 
     def likelihood(self, inputs: GraphInputs) -> None:
         design = self.design
@@ -37,7 +44,15 @@ class LatentForm(Form):
                 mu = mu + (u_b[index] * data(f"values_{name}", blk.values)).sum(axis=1)
         if parts:
             pm.Deterministic("u", pt.concatenate(parts), dims=U_DIM)
-        pm.Normal("y", mu=mu, sigma=inputs.sigma_e, observed=data("y_observed", design.y), dims=OBS_DIM)
+        observed = data("y_observed", design.y)
+        res = design.residual
+        if res is None:
+            pm.Normal("y", mu=mu, sigma=inputs.sigma_e, observed=observed, dims=OBS_DIM)
+        elif not res.correlated:
+            pm.Normal("y", mu=mu, sigma=inputs.row_sd, observed=observed, dims=OBS_DIM)
+        else:
+            # R correlated within groups: rows are not independent given u
+            pm.Potential("y_loglik", residual_logp(res, observed - mu, inputs.row_sd, inputs.residual_corr))
 
 
 class NonCentered(LatentForm):

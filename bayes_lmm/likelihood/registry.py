@@ -8,6 +8,7 @@ preference: the first that applies is used) or :data:`LATENT_FORMS`.
 from __future__ import annotations
 
 from ..design import Design
+from ..errors import SpecificationError
 from .base import DENSE_Q_MAX, GRAM_NUMBERS_MAX, ExactForm, Form
 from .crossed import CrossedForm
 from .dense import DenseForm
@@ -39,7 +40,7 @@ def choose(design: Design, requested: str = "auto", *, dense_q_max: int = DENSE_
     ----------
     design : Design
     requested : {"auto", "marginal", "noncentered", "centered"}
-        ``auto`` integrates u out where the exact form is cheap (one block of at most 4
+        ``auto`` integrates u out where the exact form is cheap and R = σ²_e I (one block of at most 4
         coefficients, nested intercepts, or at most ``dense_q_max`` random coefficients left
         to a Cholesky) and is non-centered otherwise; ``marginal`` always uses the exact form
         (non-centered for a design without random blocks).
@@ -53,6 +54,13 @@ def choose(design: Design, requested: str = "auto", *, dense_q_max: int = DENSE_
     if requested not in ("auto", "marginal"):
         raise ValueError(f"unknown parameterization {requested!r}")
     if not design.blocks:
+        return NonCentered(design)
+    if design.residual is not None and design.residual.kind != "iid":
+        # the exact forms are written for R = σ²_e I; a structured R samples u (latent)
+        if requested == "marginal":
+            raise SpecificationError(
+                f"parameterization='marginal' is written for R = σ²_e I; with a residual structure "
+                f"({design.residual.kind}) use 'auto', 'noncentered' or 'centered'")
         return NonCentered(design)
     cls = exact_form_class(design)
     if requested == "auto" and not cls.cheap(design, dense_q_max=dense_q_max):
