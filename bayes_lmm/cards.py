@@ -29,6 +29,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "contrasts": {},
     "sampler": {"sampler": str, "draws": int, "tune": int, "chains": int, "seed": int,
                 "target_accept": (float, int)},
+    "residual": {},
 }
 
 
@@ -48,6 +49,9 @@ class Card:
     priors: dict[str, Prior]
     contrasts: dict[str, str]
     sampler: dict[str, Any] = field(default_factory=dict)
+    #: the residual structure of a ``[residual]`` table (``structure = "AR1"`` and its
+    #: arguments as keys: ``time``, ``group``, ``sd_by``, ``by``, ``column``), or None
+    residual: Any = None
 
     def load_data(self) -> pd.DataFrame:
         try:
@@ -101,6 +105,31 @@ def _check_types(section: str, table: dict[str, Any], path: Path) -> None:
             )
 
 
+def _residual(table: dict[str, Any], path: Path):
+    """The residual structure of a ``[residual]`` table, every key checked."""
+    from dataclasses import fields
+
+    from . import residual as _structures
+
+    classes = {cls.__name__: cls for cls in _structures.STRUCTURES}
+    name = table.get("structure")
+    if name not in classes:
+        raise SpecificationError(f"card {path.name}: key 'residual.structure' must be one of {sorted(classes)}, "
+                                 f"got {name!r}")
+    allowed = [f.name for f in fields(classes[name])]
+    args = {k: v for k, v in table.items() if k != "structure"}
+    unknown = [k for k in args if k not in allowed]
+    if unknown:
+        raise SpecificationError(f"card {path.name}: [residual] {name} takes keys {allowed}; unknown {unknown}")
+    for key, value in args.items():
+        if not isinstance(value, str):
+            raise SpecificationError(f"card {path.name}: key 'residual.{key}' must be a column name (a string)")
+    try:
+        return classes[name](**args)
+    except TypeError as exc:
+        raise SpecificationError(f"card {path.name}: [residual] {name}: {exc}") from None
+
+
 def load_card(path: str | Path) -> Card:
     """Read and validate a model card.
 
@@ -124,7 +153,7 @@ def load_card(path: str | Path) -> Card:
             )
         if not isinstance(raw[section], dict):
             raise SpecificationError(f"card {path.name}: '{section}' must be a table")
-        if section not in ("priors", "contrasts"):
+        if section not in ("priors", "contrasts", "residual"):
             _check_types(section, raw[section], path)
     model = raw.get("model", {})
     if "data" not in model:
@@ -164,8 +193,9 @@ def load_card(path: str | Path) -> Card:
     for key in ("factors",):
         if not all(isinstance(v, str) for v in model.get(key, [])):
             raise SpecificationError(f"card {path.name}: key 'model.{key}' must be a list of column names")
+    residual = _residual(raw["residual"], path) if "residual" in raw else None
     return Card(
-        path=path, name=model.get("name", path.stem), description=model.get("description", ""),
+        residual=residual, path=path, name=model.get("name", path.stem), description=model.get("description", ""),
         data_path=(path.parent / model["data"]).resolve(), formula=formula, coding=coding,
         factors=tuple(model.get("factors", [])), parameterization=param, matrices=matrices,
         priors=priors, contrasts=dict(contrasts), sampler=dict(sampler),

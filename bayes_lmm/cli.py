@@ -65,12 +65,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _design(card):
     from .design import design_from_formula, design_from_matrices
+    from .residual_draws import attach_residual
 
     data = card.load_data()
     if card.formula is not None:
-        return design_from_formula(card.formula, data, coding=card.coding, factors=card.factors)
+        return attach_residual(design_from_formula(card.formula, data, coding=card.coding, factors=card.factors),
+                               card.residual, data)
     y, X, Z = card.matrices_from(data)
-    return design_from_matrices(y, X, Z)
+    return attach_residual(design_from_matrices(y, X, Z), card.residual, data)
 
 
 def _print(title: str, table: pd.DataFrame) -> None:
@@ -117,7 +119,7 @@ def _sample_card(card, args):
         sampler=args.sampler or opts.get("sampler", "auto"),
         draws=args.draws or opts.get("draws", 1000), tune=args.tune if args.tune is not None else opts.get("tune", 1000),
         chains=args.chains or opts.get("chains", 4), random_seed=seed,
-        target_accept=opts.get("target_accept"), progressbar=sys.stderr.isatty(),
+        target_accept=opts.get("target_accept"), progressbar=sys.stderr.isatty(), residual=card.residual,
     )
     _preflight(card, sampler=kwargs["sampler"], draws=kwargs["draws"], tune=kwargs["tune"],
                chains=kwargs["chains"], target_accept=kwargs["target_accept"])
@@ -126,8 +128,16 @@ def _sample_card(card, args):
         warnings.simplefilter("ignore", UserWarning)
         if card.formula is not None:
             return api.fit(card.formula, data, coding=card.coding, factors=card.factors, **kwargs)
-        y, X, Z = card.matrices_from(data)
-        return api.fit_matrices(y, X, Z, **kwargs)
+        if card.residual is None:
+            return api.fit_matrices(*card.matrices_from(data), **kwargs)
+        # a structure names columns of the card's data, which fit_matrices does not see
+        from .spec import ModelSpec, SamplerOptions, normalize_priors
+
+        spec = ModelSpec(formula=None, coding="full", priors=normalize_priors(card.priors),
+                         parameterization=card.parameterization)
+        options = SamplerOptions(**{k: kwargs[k] for k in ("sampler", "draws", "tune", "chains", "random_seed",
+                                                           "target_accept", "progressbar")})
+        return api.run_design(spec, _design(card), options)
 
 
 def _check(args) -> int:
@@ -168,7 +178,7 @@ def _simulate(args) -> int:
     data = card.load_data()
     if card.formula is not None:
         sim = api.simulate(card.formula, params, random_seed=args.seed, data=data, coding=card.coding,
-                           factors=card.factors)
+                           factors=card.factors, residual=card.residual)
     else:
         y, X, Z = card.matrices_from(data)
         sim = data.copy()
@@ -221,7 +231,7 @@ def _fit_many(args) -> int:
         chains=args.chains or opts.get("chains", 4),
         random_seed=args.seed if args.seed is not None else opts.get("seed"),
         target_accept=opts.get("target_accept"), save_dir=(out / "fits") if (out and args.save_fits) else None,
-        progressbar=sys.stderr.isatty(),
+        progressbar=sys.stderr.isatty(), residual=card.residual,
     )
     print(repr(many))
     fractions = many.variance_fractions()
@@ -267,6 +277,9 @@ def _fit(args) -> int:
                         else None)
         if correlations is not None:
             correlations.to_csv(out / "correlations.csv")
+        residual = fit.residual_structure() if "residual_correlation" in fit.idata.posterior else None
+        if residual is not None:
+            residual.to_csv(out / "residual_structure.csv")
         if contrasts is not None:
             contrasts.to_csv(out / "contrasts.csv")
         summary = {
@@ -278,6 +291,8 @@ def _fit(args) -> int:
             "correlations": None if correlations is None
             else correlations[["mean", "median", "lower", "upper"]].to_dict("index"),
             "contrasts": None if contrasts is None else contrasts[["mean", "lower", "upper"]].to_dict("index"),
+            "residual_structure": None if residual is None
+            else residual[["mean", "median", "lower", "upper"]].to_dict("index"),
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
         if not args.no_plots:
@@ -297,15 +312,17 @@ def _plots(fit, out: Path) -> None:
 
 
 def _reml(args) -> int:
+    from .api import reml
     from .cards import load_card
-    from .reml import reml_design
 
     card = load_card(args.card)
-    r = reml_design(_design(card))
+    r = reml(_design(card))  # with the card's [residual] structure, if any
     _print("REML fixed effects (GLS):", r.fixed_effects)
     _print("REML variance components:", r.variance_components)
     if len(r.correlations):
         _print("Correlations:", r.correlations)
+    if len(r.residual_structure):
+        _print("Residual structure:", r.residual_structure)
     if card.contrasts:
         _print("GLS contrasts:", r.contrast(card.contrasts))
     print(f"\nREML log-likelihood: {r.loglik:.4f}")

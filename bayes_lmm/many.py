@@ -32,6 +32,7 @@ from .design import Design, design_from_formula, with_response
 from .errors import BayesLMMError, SpecificationError
 from .formula import parse_formula
 from .pipeline import run_design
+from .residual_draws import attach_residual, component_names
 from .spec import ModelSpec, SamplerOptions, normalize_priors
 from .variance import fraction_draws, weight_matrices
 
@@ -196,14 +197,13 @@ class ManyFits:
         correlated, plus half of each covariance term otherwise
         (:func:`bayes_lmm.variance.fraction_draws`); ``Residual`` last.
         """
-        names = [*self.design.components, "Residual"]
+        names = component_names(self.design)
         return self._long(prob, interval, lambda r: fraction_draws(self.design, r["sigma"], r.get("correlation")),
                           names, "component")
 
     def variance_components(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
         """Posterior of each SD σ_c and σ_e, per response (columns as :meth:`variance_fractions`)."""
-        names = [*self.design.components, "Residual"]
-        return self._long(prob, interval, lambda r: r["sigma"], names, "component")
+        return self._long(prob, interval, lambda r: r["sigma"], component_names(self.design), "component")
 
     def fixed_effects(self, prob: float = 0.95, *, interval: str = "eti") -> pd.DataFrame:
         """Posterior of β per response: ``response, coefficient, mean, median, sd, lower, upper``."""
@@ -302,7 +302,7 @@ def fit_many(
     coding: str = "treatment", factors: Sequence[str] = (), priors: Mapping[str, Any] | None = None,
     parameterization: str = "auto", sampler: str = "auto", draws: int = 1000, tune: int = 1000,
     chains: int = 4, random_seed: int | None = None, target_accept: float | None = None,
-    save_dir: str | Path | None = None, progressbar: bool = True,
+    save_dir: str | Path | None = None, progressbar: bool = True, residual: Any = None,
 ) -> ManyFits:
     """Fit the same mixed model to many responses on Dask, one posterior per response.
 
@@ -330,6 +330,8 @@ def fit_many(
         :meth:`ManyFits.load` or :func:`bayes_lmm.load`).
     progressbar : bool
         A one-line progress bar over responses on stderr.
+    residual : KnownSD, HeteroSD, AR1, CompoundSymmetry or Unstructured, optional
+        The residual structure R shared by every response (columns of ``data``).
 
     Returns
     -------
@@ -345,6 +347,7 @@ def fit_many(
     """
     names, values, drop = _responses(data, responses)
     shared_formula, template = _template(formula, data, drop, coding, factors)
+    template = attach_residual(template, residual, data)
     spec = ModelSpec(formula=shared_formula, coding=coding, priors=normalize_priors(priors),
                      parameterization=parameterization, factors=tuple(factors))
     seeds = (np.random.SeedSequence(random_seed).generate_state(len(names)) % 2**31).astype(int).tolist() \

@@ -19,12 +19,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import scipy.stats
 
-from .api import sample_prior
+from .checks import replicate
 from .design import RESIDUAL, design_from_formula, with_response
 from .errors import BayesLMMError, SpecificationError
+from .graph import build_model, correlation_labels
 from .pipeline import run_design
+from .priors import resolve_priors
+from .residual_draws import attach_residual, component_names
 from .spec import ModelSpec, SamplerOptions, normalize_priors
 
 
@@ -66,7 +70,7 @@ def simulation_based_calibration(
     formula: str, data: pd.DataFrame, *, priors: Mapping[str, Any], replications: int,
     coding: str = "treatment", factors: Sequence[str] = (), parameterization: str = "auto",
     sampler: str = "auto", draws: int = 500, tune: int = 500, chains: int = 2,
-    n_ranks: int = 99, random_seed: int, progressbar: bool = False,
+    n_ranks: int = 99, random_seed: int, progressbar: bool = False, residual: Any = None,
 ) -> SBCResult:
     """Run SBC for the model ``formula`` on the design of ``data`` (its response is ignored).
 
@@ -84,6 +88,9 @@ def simulation_based_calibration(
         reduces the effect of autocorrelation on the rank histogram.
     random_seed : int
         Seeds the prior draws and every fit.
+    residual : KnownSD, HeteroSD, AR1, CompoundSymmetry or Unstructured, optional
+        The residual structure (columns of ``data``); its SDs and correlations are ranked too
+        (``sigma[Residual…]``, ``residual_correlation[…]``).
 
     Returns
     -------
@@ -95,14 +102,21 @@ def simulation_based_calibration(
         raise SpecificationError(f"SBC needs data-independent priors; give priors for {missing}")
     if not isinstance(replications, int) or replications < 1:
         raise SpecificationError(f"replications must be a positive integer, got {replications!r}")
-    template = design_from_formula(formula, data, coding=coding, factors=factors)
-    prior = sample_prior(formula, data, draws=replications, coding=coding, factors=factors,
-                         priors=priors, random_seed=random_seed)
-    beta = prior.prior["beta"].to_numpy().reshape(replications, -1)
-    sigma = prior.prior["sigma"].to_numpy().reshape(replications, -1)
-    ys = prior.prior_predictive["y"].to_numpy().reshape(replications, -1)
-    names = [f"beta[{n}]" for n in template.x_names] + [f"sigma[{c}]" for c in template.components] + [f"sigma[{RESIDUAL}]"]
-    truth = np.hstack([beta, sigma])
+    template = attach_residual(design_from_formula(formula, data, coding=coding, factors=factors), residual)
+    prior_set = resolve_priors(given, template)
+    wanted = ["beta", "sigma"] + (["correlation"] if correlation_labels(template) else []) + (
+        ["residual_correlation"] if template.residual is not None and template.residual.correlated else [])
+    with build_model(template, prior_set, parameterization="noncentered"):
+        prior = pm.sample_prior_predictive(draws=replications, var_names=wanted, random_seed=random_seed).prior
+    values = {k: prior[k].to_numpy().reshape(replications, -1) for k in wanted}
+    # y | θ with fresh u ~ N(0, G) and e ~ N(0, R) (the prior predictive, whatever R is)
+    ys = replicate(template, values["beta"], values["sigma"], None, values.get("correlation"), new_groups=True,
+                   rng=np.random.default_rng(np.random.SeedSequence([random_seed, 1])),
+                   rcorr=values.get("residual_correlation"))
+    ranked = ["beta", "sigma"] + (["residual_correlation"] if "residual_correlation" in values else [])
+    names = ([f"beta[{n}]" for n in template.x_names] + [f"sigma[{c}]" for c in component_names(template)]
+             + [f"residual_correlation[{c}]" for c in (template.residual.corr_names if len(ranked) > 2 else ())])
+    truth = np.hstack([values[k] for k in ranked])
     spec = ModelSpec(formula=formula, coding=coding, priors=normalize_priors(priors),
                      parameterization=parameterization, factors=tuple(factors))
     seeds = np.random.SeedSequence(random_seed).generate_state(replications) % 2**31
@@ -118,7 +132,7 @@ def simulation_based_calibration(
         except BayesLMMError:
             failures += 1
             continue
-        post = np.concatenate([fit.idata.posterior["beta"].to_numpy(), fit.idata.posterior["sigma"].to_numpy()], axis=-1)
+        post = np.concatenate([fit.idata.posterior[k].to_numpy() for k in ranked], axis=-1)
         flat = post.reshape(-1, post.shape[-1])
         thinned = post[:, :: max(1, (post.shape[1] * post.shape[0]) // n_ranks)].reshape(-1, post.shape[-1])[:n_ranks]
         lo50, hi50 = np.quantile(flat, [0.25, 0.75], axis=0)

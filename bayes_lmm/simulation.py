@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
+from . import residual_draws as _draws
 from .design import design_from_formula, design_from_matrices
 from .errors import SpecificationError
 from .graph import build_model
 from .priors import resolve_priors
+from .residual_draws import attach_residual, sd_labels
 from .results import Fit
 from .spec import normalize_priors
 
@@ -46,9 +48,57 @@ def _design_for(spec_or_fit: Any, data: pd.DataFrame | None, coding: str, factor
     raise SpecificationError("bl.simulate takes a Fit, a formula (with data=) or an (X, Z) tuple")
 
 
+def _residual_sds(design, params: Mapping[str, Any]) -> list[float]:
+    """The residual SDs in the order of the ``component`` dim, from ``params["Residual"]``."""
+    labels = sd_labels(design)
+    if not labels:
+        if "Residual" in params:
+            raise SpecificationError("params['Residual'] is not used: the residual SDs are known (KnownSD)")
+        return []
+    if "Residual" not in params:
+        raise SpecificationError(f"params['Residual'] (σ_e) is required: one SD or a mapping over {list(labels)}")
+    given = params["Residual"]
+    if not isinstance(given, Mapping):
+        return [float(given)] * len(labels)
+    given = {k if k in labels else f"Residual[{k}]": v for k, v in given.items()}
+    missing, extra = [lab for lab in labels if lab not in given], [k for k in given if k not in labels]
+    if missing or extra:
+        raise SpecificationError(f"params['Residual'] must give each residual SD {list(labels)}; "
+                                 f"missing {missing}, unknown {extra}")
+    return [float(given[lab]) for lab in labels]
+
+
+def _residual_correlation(design, params: Mapping[str, Any]) -> np.ndarray | None:
+    """``params["residual_correlation"]`` as a (1, m) row, checked against the structure."""
+    res = design.residual
+    if res is None or not res.correlated:
+        if "residual_correlation" in params:
+            raise SpecificationError("params['residual_correlation'] is given, but R has no correlation "
+                                     "(residual= AR1, CompoundSymmetry or Unstructured)")
+        return None
+    if "residual_correlation" not in params:
+        raise SpecificationError(f"params['residual_correlation'] is required: {list(res.corr_names)}")
+    given = params["residual_correlation"]
+    if isinstance(given, Mapping):
+        bad = [k for k in given if k not in res.corr_names]
+        missing = [k for k in res.corr_names if k not in given]
+        if bad or missing:
+            raise SpecificationError(f"params['residual_correlation'] must give {list(res.corr_names)}; "
+                                     f"missing {missing}, unknown {bad}")
+        values = np.array([[float(given[k]) for k in res.corr_names]])
+    else:
+        values = np.full((1, len(res.corr_names)), float(given))
+    if np.any(np.abs(values) >= 1):
+        raise SpecificationError(f"params['residual_correlation'] must lie in (−1, 1); got {values[0].tolist()}")
+    if res.kind == "un" and np.linalg.eigvalsh(_draws.correlation_matrices(res, values)[0]).min() <= 0:
+        raise SpecificationError("params['residual_correlation']: the correlations do not form a positive "
+                                 "definite matrix over the times")
+    return values
+
+
 def simulate(spec_or_fit: Any, params: Mapping[str, Any], *, random_seed: int | None,
              data: pd.DataFrame | None = None, coding: str = "treatment",
-             factors: Sequence[str] = ()) -> pd.DataFrame:
+             factors: Sequence[str] = (), residual: Any = None) -> pd.DataFrame:
     """Simulate one data set from the model with given β and variance components.
 
     Parameters
@@ -58,8 +108,15 @@ def simulate(spec_or_fit: Any, params: Mapping[str, Any], *, random_seed: int | 
         ``beta``: mapping column label → value (missing labels are 0) or a vector;
         ``sd``: mapping variance component (``"1|pot"`` or ``"pot"``) → σ_j;
         ``Residual``: σ_e; optional ``correlation``: mapping ``"(1,Days)|Subject"`` → ρ.
+        With ``residual=``: ``Residual`` is one SD (used for every stratum) or a mapping
+        ``"Residual[level]"`` (or ``level``) → SD (not given for KnownSD), and
+        ``residual_correlation`` is ρ (AR1, CompoundSymmetry) or a mapping ``"corr(t1,t2)"``
+        → value (Unstructured).
     random_seed : int or None
         Required keyword: the same seed gives the same data.
+    residual : KnownSD, HeteroSD, AR1, CompoundSymmetry or Unstructured, optional
+        The residual structure R (default ``σ²_e I``; a Fit's own structure when simulating
+        from a Fit), its columns read from ``data``.
 
     Returns
     -------
@@ -80,11 +137,14 @@ def simulate(spec_or_fit: Any, params: Mapping[str, Any], *, random_seed: int | 
     from . import checks
 
     design, _, formula_info = _design_for(spec_or_fit, data, coding, factors)
+    if residual is not None:
+        design = attach_residual(design, residual, data)
     if not isinstance(params, Mapping):
         raise SpecificationError("params must be a mapping with 'beta', 'sd' and 'Residual'")
-    unknown = set(params) - {"beta", "sd", "Residual", "correlation"}
+    unknown = set(params) - {"beta", "sd", "Residual", "correlation", "residual_correlation"}
     if unknown:
-        raise SpecificationError(f"unknown params {sorted(unknown)}; use 'beta', 'sd', 'Residual', 'correlation'")
+        raise SpecificationError(f"unknown params {sorted(unknown)}; use 'beta', 'sd', 'Residual', 'correlation'"
+                                 " (and 'residual_correlation')")
     beta_in = params.get("beta", {})
     if isinstance(beta_in, Mapping):
         bad = [k for k in beta_in if k not in design.x_names]
@@ -103,9 +163,7 @@ def simulate(spec_or_fit: Any, params: Mapping[str, Any], *, random_seed: int | 
     if missing or extra:
         raise SpecificationError(f"params['sd'] must give each component {list(design.components)}; "
                                  f"missing {missing}, unknown {extra}")
-    if "Residual" not in params:
-        raise SpecificationError("params['Residual'] (σ_e) is required")
-    sigma = np.array([[float(sd_in[c]) for c in design.components] + [float(params["Residual"])]])
+    sigma = np.array([[float(sd_in[c]) for c in design.components] + _residual_sds(design, params)])
     if np.any(sigma < 0):
         raise SpecificationError("standard deviations must be non-negative")
     from .graph import correlation_labels
@@ -117,7 +175,8 @@ def simulate(spec_or_fit: Any, params: Mapping[str, Any], *, random_seed: int | 
         raise SpecificationError(f"params['correlation'] names {bad}; correlations are {labels}")
     corr = np.array([[float(corr_in.get(k, 0.0)) for k in labels]]) if labels else None
     rng = np.random.default_rng(random_seed)
-    y = checks.replicate(design, beta[None], sigma, None, corr, new_groups=True, rng=rng)[0]
+    y = checks.replicate(design, beta[None], sigma, None, corr, new_groups=True, rng=rng,
+                         rcorr=_residual_correlation(design, params))[0]
     if formula_info is not None:
         template, response = formula_info
         out = data.copy()

@@ -297,15 +297,21 @@ def test_known_sd_meta_regression_matches_dense_reml():
 # ------------------------------------------------------------------- model cards
 
 
-def test_card_residual_table_is_refused(tmp_path):
-    """Model cards do not take residual structures yet: a [residual] table is an error,
-    never silently a σ²I model."""
+def test_card_residual_table_is_read_and_checked(tmp_path):
+    """A [residual] table names the structure and its arguments; every key is checked."""
     from bayes_lmm.cards import load_card
 
     card = tmp_path / "c.toml"
-    card.write_text('[model]\ndata = "d.csv"\nformula = "y ~ x + (1|s)"\n\n[residual]\nstructure = "AR1"\n')
-    with pytest.raises(bl.SpecificationError, match="residual"):
-        load_card(card)
+    head = '[model]\ndata = "d.csv"\nformula = "y ~ x + (1|s)"\n\n[residual]\n'
+    card.write_text(head + 'structure = "AR1"\ntime = "t"\ngroup = "s"\n')
+    assert load_card(card).residual == bl.AR1("t", "s")
+    for body, match in [('structure = "AR2"\n', "must be one of"),
+                        ('structure = "AR1"\ntime = "t"\ngroup = "s"\nlag = "2"\n', r"unknown \['lag'\]"),
+                        ('structure = "HeteroSD"\nby = 3\n', "must be a column name"),
+                        ('structure = "AR1"\ntime = "t"\n', "AR1")]:
+        card.write_text(head + body)
+        with pytest.raises(bl.SpecificationError, match=match):
+            load_card(card)
 
 
 # ------------------------------------------------------------------- the criterion itself
