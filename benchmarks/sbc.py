@@ -1,8 +1,11 @@
-"""Simulation-based calibration of the shipped templates (seedling and dyestuff cards).
+"""Simulation-based calibration of the shipped templates (seedling and dyestuff cards) and
+of one correlated residual structure (``ar1``: AR(1) within subject plus a random
+intercept, 12 subjects × 5 visits with gaps; :func:`ar1_template`).
 
 Usage (from the project root):
 
     python benchmarks/sbc.py                      # 200 replications per template
+    python benchmarks/sbc.py --templates ar1      # the residual structure only
     python benchmarks/sbc.py --replications 50 --out sbc_out
 
 Each replication draws (β, σ, σ_e) and y from the priors below, fits y with the library's
@@ -28,7 +31,22 @@ from bayes_lmm.sbc import simulation_based_calibration  # noqa: E402
 PRIORS = {
     "seedling": {"fixed": bl.Normal(10, 5), "random": bl.HalfNormal(2), "Residual": bl.HalfNormal(2)},
     "dyestuff": {"fixed": bl.Normal(1500, 100), "random": bl.HalfNormal(50), "Residual": bl.HalfNormal(50)},
+    "ar1": {"fixed": bl.Normal(0, 2), "random": bl.HalfNormal(1), "Residual": bl.HalfNormal(1),
+            "residual_correlation": bl.LKJ(2.0)},
 }
+
+
+def ar1_template():
+    """(formula, data, residual) of the AR(1) template: 12 subjects, visits 1–6 with one
+    missing per subject (gaps), a covariate x; the response is simulated in each replication."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(17)
+    rows = [{"subject": f"s{s:02d}", "time": t, "x": float(rng.normal())}
+            for s in range(12) for t in range(1, 7) if t != 2 + s % 5]
+    data = pd.DataFrame(rows).assign(y=rng.normal(size=len(rows)))  # replaced in each replication
+    return "y ~ x + (1|subject)", data, bl.AR1("time", "subject")
 
 
 def main() -> None:
@@ -43,11 +61,15 @@ def main() -> None:
     args = p.parse_args()
     tables = []
     for name in args.templates.split(","):
-        card = load_card(ROOT / "models" / f"{name}.toml")
+        if name == "ar1":
+            formula, data, residual = ar1_template()
+            extra = dict(residual=residual)
+        else:
+            card = load_card(ROOT / "models" / f"{name}.toml")
+            formula, data, extra = card.formula, card.load_data(), dict(coding=card.coding, factors=card.factors)
         res = simulation_based_calibration(
-            card.formula, card.load_data(), priors=PRIORS[name], replications=args.replications,
-            coding=card.coding, factors=card.factors, draws=args.draws, tune=args.tune, chains=args.chains,
-            random_seed=args.seed, progressbar=True)
+            formula, data, priors=PRIORS[name], replications=args.replications, draws=args.draws,
+            tune=args.tune, chains=args.chains, random_seed=args.seed, progressbar=True, **extra)
         table = res.table().assign(template=name)
         divergent = int((res.ranks.groupby("replication")["divergences"].first() > 0).sum())
         print(f"\n{name}: {args.replications} replications, {res.failures} failed, "
