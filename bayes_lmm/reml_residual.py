@@ -69,7 +69,8 @@ class _ResidualProblem:
                                for idx in self.batches]
 
     def _random_nested_in_groups(self, design: Design) -> bool:
-        """Whether every random block has one level per residual group (then V is
+        """Whether every random block has one level per residual group, never shared with
+        another group (then V is
         block-diagonal by group, ``V_g = R_g + Σ_b W_gb G_b W_gb'``)."""
         for blk in design.blocks:
             if blk.dense is not None:
@@ -77,6 +78,11 @@ class _ResidualProblem:
             for idx in self.batches:
                 if not np.all(blk.index[idx] == blk.index[idx[:, :1]]):
                     return False
+            # and no level shared by two groups ((1|Sex) with groups by Subject is not
+            # block-diagonal by Subject: its u correlates subjects of the same sex)
+            pairs = pd.DataFrame({"level": blk.index, "group": self.res.group}).drop_duplicates()
+            if not pairs["level"].is_unique:
+                return False
         return True
 
     # ---------------------------------------------------------------- parameters

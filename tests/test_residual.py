@@ -337,6 +337,8 @@ def _dense_criterion(prob, x):
     ("distance ~ age * Sex + (1|Subject)", bl.Unstructured("occ", "Subject"), True),
     ("distance ~ age + (1|Subject) + (1|age)", bl.CompoundSymmetry("Subject"), False),
     ("distance ~ age + (1|Subject)", bl.HeteroSD("Sex"), False),
+    # Sex is constant within each subject but shared by subjects: V is not block-diagonal
+    ("distance ~ age + (1|Sex)", bl.CompoundSymmetry("Subject"), False),
 ])
 def test_criterion_equals_dense_formula(orth, formula, structure, nested):
     from bayes_lmm.reml_residual import _ResidualProblem
