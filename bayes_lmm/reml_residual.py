@@ -70,8 +70,7 @@ class _ResidualProblem:
 
     def _random_nested_in_groups(self, design: Design) -> bool:
         """Whether every random block has one level per residual group, never shared with
-        another group (then V is
-        block-diagonal by group, ``V_g = R_g + Σ_b W_gb G_b W_gb'``)."""
+        another group (then V is block-diagonal by group, ``V_g = R_g + Σ_b W_gb G_b W_gb'``)."""
         for blk in design.blocks:
             if blk.dense is not None:
                 return False
