@@ -118,6 +118,8 @@ def unavailable(design: Design, prior_set: PriorSet, form: Form, *, beta_integra
     """Why the kernel cannot evaluate this model, in words (None: it can)."""
     if form.samples_u:
         return f"the {form.name} parameterization samples u"
+    if design.residual is not None:
+        return "the kernel is written for R = σ²_e I, not a residual structure"
     if not beta_integrated:
         return "β is sampled (a prior on β other than Normal, or more than 30 fixed effects)"
     if any(b.correlated and b.n_coefs > 2 for b in design.blocks):
