@@ -11,7 +11,7 @@ SMALL = "DRAWS, TUNE, CHAINS = 150, 150, 2"
 
 
 def test_notebooks_are_shipped():
-    assert len(NOTEBOOKS) == 5
+    assert len(NOTEBOOKS) == 6
 
 
 @pytest.mark.slow
