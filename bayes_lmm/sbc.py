@@ -106,7 +106,9 @@ def simulation_based_calibration(
     prior_set = resolve_priors(given, template)
     wanted = ["beta", "sigma"] + (["correlation"] if correlation_labels(template) else []) + (
         ["residual_correlation"] if template.residual is not None and template.residual.correlated else [])
-    with build_model(template, prior_set, parameterization="noncentered"):
+    with build_model(template, prior_set, parameterization="noncentered"), warnings.catch_warnings():
+        # only θ is drawn here (a correlated R's likelihood is a Potential); y comes below
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
         prior = pm.sample_prior_predictive(draws=replications, var_names=wanted, random_seed=random_seed).prior
     values = {k: prior[k].to_numpy().reshape(replications, -1) for k in wanted}
     # y | θ with fresh u ~ N(0, G) and e ~ N(0, R) (the prior predictive, whatever R is)
