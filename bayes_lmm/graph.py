@@ -196,9 +196,9 @@ def _residual_scales(res, priors: PriorSet, sds: list):
         rho = corr[np.triu_indices(T, 1)]
     else:
         b = pm.Beta("residual_rho_beta", alpha=eta, beta=eta)
-        sizes = np.bincount(res.group)
+        n_max = np.bincount(res.group).max()
         # compound symmetry is positive definite for ρ > −1/(n_max − 1)
-        low = -1.0 / (sizes.max() - 1) if res.kind == "cs" and sizes.max() > 2 else -1.0
+        low = -1.0 / (n_max - 1) if res.kind == "cs" and n_max > 1 else -1.0
         rho = (low + (1.0 - low) * b)[None]
     pm.Deterministic("residual_correlation", rho, dims=RESIDUAL_CORR_DIM)
     return row_sd, rho

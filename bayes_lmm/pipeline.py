@@ -44,7 +44,7 @@ def default_target_accept(design: Design, parameterization: Form | str) -> float
         return 0.99
     # a structured R adds SDs and correlations that trade off against G (AR(1)'s ρ against a
     # random intercept): at 0.9 Orthodont's varIdent and CS fits had 1–3 divergences in 4,000
-    if fewest < 30 or (design.residual is not None and design.residual.kind != "iid"):
+    if fewest < 30 or (design.residual is not None):
         return 0.95
     return 0.9
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .display import Summary
 from .graph import integrates_beta
 from .likelihood import Form
+from .residual import KnownSD
 
 
 def marginal_form(form: Form, beta_integrated: bool) -> str:
@@ -25,7 +26,7 @@ def residual_words(res) -> str:
     if res is None:
         return "σ²_e I"
     src = res.source
-    if type(src).__name__ == "KnownSD" and not isinstance(src.column, str):
+    if isinstance(src, KnownSD) and not isinstance(src.column, str):
         return "diag(s²), s known (an array)"
     return f"{src!r}" + {
         "known": " (known SDs)", "hetero": " (one SD per level)", "ar1": " (corr ρ^|t−s| within group)",

@@ -16,7 +16,7 @@ import numpy as np
 
 from .design import Design
 from .errors import DataError, SpecificationError
-from .residual import IID, STRUCTURES, ResolvedResidual
+from .residual import IID, STRUCTURES, ResolvedResidual, Unstructured
 from .residual_data import RESIDUAL, check_unique_times, codes, column, time_positions
 
 #: numbers held at once when per-draw group covariances are formed (draws are chunked)
@@ -25,24 +25,17 @@ _CHUNK_NUMBERS = 20_000_000
 
 def resolved(design: Design) -> ResolvedResidual:
     """The design's residual structure (``σ²_e I`` when none was given)."""
-    res = getattr(design, "residual", None)
-    return res if res is not None else IID().resolve(n=design.n)
+    return design.residual if design.residual is not None else IID().resolve(n=design.n)
 
 
 def sd_labels(design: Design) -> tuple[str, ...]:
     """Labels of the estimated residual SDs, in the order of the ``component`` dim."""
-    res = getattr(design, "residual", None)
-    return res.sd_labels if res is not None else (RESIDUAL,)
+    return design.residual.sd_labels if design.residual is not None else (RESIDUAL,)
 
 
 def component_names(design: Design) -> list[str]:
     """The ``component`` dim: random-effect components, then the residual SDs."""
     return list(design.components) + list(sd_labels(design))
-
-
-def is_iid(design: Design) -> bool:
-    res = getattr(design, "residual", None)
-    return res is None or res.kind == "iid"
 
 
 def row_sd(design: Design, sigma: np.ndarray) -> np.ndarray:
@@ -118,13 +111,12 @@ def batches(res: ResolvedResidual) -> list[np.ndarray]:
     return [np.vstack(groups) for groups in by_key.values()]
 
 
-def _batch_covariances(design: Design, sigma, rcorr, rows: np.ndarray):
-    """Yield (draw slice, Σ (s, G_b, m, m)) for one batch of groups, in chunks of draws."""
-    res = resolved(design)
+def _batch_covariances(res: ResolvedResidual, d_all: np.ndarray, rcorr, rows: np.ndarray):
+    """Yield (draw slice, Σ (s, G_b, m, m)) for one batch of groups, in chunks of draws;
+    ``d_all`` the row SDs (S, n) of :func:`row_sd`."""
     G, m = rows.shape
     step = max(1, _CHUNK_NUMBERS // max(G * m * m, 1))
-    d_all = row_sd(design, sigma)
-    for start in range(0, sigma.shape[0], step):
+    for start in range(0, d_all.shape[0], step):
         sl = slice(start, start + step)
         C = correlation_between(res, None if rcorr is None else rcorr[sl], rows[0], rows[0])
         d = d_all[sl][:, rows]
@@ -140,7 +132,7 @@ def noise(design: Design, sigma: np.ndarray, rcorr: np.ndarray | None, rng: np.r
         return z * d
     out = np.empty(d.shape)
     for rows in batches(res):
-        for sl, cov in _batch_covariances(design, sigma, rcorr, rows):
+        for sl, cov in _batch_covariances(res, d, rcorr, rows):
             L = np.linalg.cholesky(cov)
             out[sl][:, rows] = np.einsum("sgij,sgj->sgi", L, z[sl][:, rows])
     return out
@@ -160,7 +152,7 @@ def pointwise_loglik(design: Design, resid: np.ndarray, sigma: np.ndarray, rcorr
         return -0.5 * np.log(2 * np.pi) - np.log(d) - 0.5 * (resid / d) ** 2
     out = np.empty(resid.shape)
     for rows in batches(res):
-        for sl, cov in _batch_covariances(design, sigma, rcorr, rows):
+        for sl, cov in _batch_covariances(res, d, rcorr, rows):
             P = np.linalg.inv(cov)
             g = np.einsum("sgij,sgj->sgi", P, resid[sl][:, rows])
             c = np.diagonal(P, axis1=-2, axis2=-1)
@@ -170,13 +162,13 @@ def pointwise_loglik(design: Design, resid: np.ndarray, sigma: np.ndarray, rcorr
 
 def joint_loglik(design: Design, resid: np.ndarray, sigma: np.ndarray, rcorr: np.ndarray | None) -> np.ndarray:
     """log N(e | 0, R) per draw, (S,) (for tests and the graph's check)."""
-    d = row_sd(design, sigma)
     res = resolved(design)
     if not res.correlated:
-        return (-0.5 * np.log(2 * np.pi) - np.log(d) - 0.5 * (resid / d) ** 2).sum(axis=1)
+        return pointwise_loglik(design, resid, sigma, rcorr).sum(axis=1)
+    d = row_sd(design, sigma)
     total = np.zeros(resid.shape[0])
     for rows in batches(res):
-        for sl, cov in _batch_covariances(design, sigma, rcorr, rows):
+        for sl, cov in _batch_covariances(res, d, rcorr, rows):
             L = np.linalg.cholesky(cov)
             w = np.linalg.solve(L, resid[sl][:, rows][..., None])[..., 0]
             logdet = np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=(1, 2))
@@ -209,7 +201,7 @@ def _stratum_column(src) -> str | None:
     for attr in ("by", "sd_by"):
         if getattr(src, attr, None) is not None:
             return getattr(src, attr)
-    return src.time if type(src).__name__ == "Unstructured" else None
+    return src.time if isinstance(src, Unstructured) else None
 
 
 def for_new_rows(design: Design, new_data) -> Design:

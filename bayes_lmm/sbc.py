@@ -115,9 +115,10 @@ def simulation_based_calibration(
     ys = replicate(template, values["beta"], values["sigma"], None, values.get("correlation"), new_groups=True,
                    rng=np.random.default_rng(np.random.SeedSequence([random_seed, 1])),
                    rcorr=values.get("residual_correlation"))
-    ranked = ["beta", "sigma"] + (["residual_correlation"] if "residual_correlation" in values else [])
+    correlated_r = "residual_correlation" in values
+    ranked = ["beta", "sigma"] + (["residual_correlation"] if correlated_r else [])
     names = ([f"beta[{n}]" for n in template.x_names] + [f"sigma[{c}]" for c in component_names(template)]
-             + [f"residual_correlation[{c}]" for c in (template.residual.corr_names if len(ranked) > 2 else ())])
+             + [f"residual_correlation[{c}]" for c in (template.residual.corr_names if correlated_r else ())])
     truth = np.hstack([values[k] for k in ranked])
     spec = ModelSpec(formula=formula, coding=coding, priors=normalize_priors(priors),
                      parameterization=parameterization, factors=tuple(factors))

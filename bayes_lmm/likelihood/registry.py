@@ -55,7 +55,7 @@ def choose(design: Design, requested: str = "auto", *, dense_q_max: int = DENSE_
         raise ValueError(f"unknown parameterization {requested!r}")
     if not design.blocks:
         return NonCentered(design)
-    if design.residual is not None and design.residual.kind != "iid":
+    if design.residual is not None:
         # the exact forms are written for R = σ²_e I; a structured R samples u (latent)
         if requested == "marginal":
             raise SpecificationError(
