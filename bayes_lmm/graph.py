@@ -11,6 +11,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from . import lkj
 from .design import RESIDUAL, Design, RandomBlock
 from .likelihood import Form, GraphInputs, choose
 from .names import (
@@ -171,10 +172,11 @@ def _block_scales(blk: RandomBlock, key: str, priors: PriorSet, corr_parts: list
         corr_parts.append(r[None])
         chol = pt.stack([pt.stack([pt.constant(1.0), pt.constant(0.0)]), pt.stack([r, pt.sqrt(1.0 - r**2)])])
         return sds, sd_vec, chol
-    # PyMC's LKJCorr needs a constant eta, so eta is part of the model signature
-    corr = pm.LKJCorr(name, n=k, eta=eta, return_matrix=True)
-    corr_parts.append(corr[np.triu_indices(k, 1)])
-    return sds, sd_vec, pt.linalg.cholesky(corr)
+    # k ≥ 3: LKJ(η) through its canonical partial correlations (scalar Betas, :mod:`.lkj`);
+    # their concentrations depend on η, so η is part of the model signature
+    upper, chol = lkj.cholesky_graph(name, k, eta)
+    corr_parts.append(upper)
+    return sds, sd_vec, chol
 
 
 def _residual_scales(res, priors: PriorSet, sds: list):
@@ -192,8 +194,7 @@ def _residual_scales(res, priors: PriorSet, sds: list):
     eta = priors.residual_correlation.kwargs()["eta"]
     T = len(res.time_labels)
     if res.kind == "un" and T > 2:
-        corr = pm.LKJCorr("residual_corr", n=T, eta=eta, return_matrix=True)
-        rho = corr[np.triu_indices(T, 1)]
+        rho, _ = lkj.cholesky_graph("residual_corr", T, eta)
     else:
         b = pm.Beta("residual_rho_beta", alpha=eta, beta=eta)
         n_max = np.bincount(res.group).max()

@@ -17,9 +17,17 @@ from dataclasses import dataclass
 import numpy as np
 import pymc as pm
 
+from . import lkj
 from .design import RESIDUAL, Design
+from .graph import integrates_beta
 from .likelihood import Form, kernel
-from .likelihood.kernel_data import KernelData, SdPrior, build_kernel_data, kernel_applies
+from .likelihood.kernel_data import (
+    KERNEL_K_MAX,
+    KernelData,
+    SdPrior,
+    build_kernel_data,
+    kernel_applies,
+)
 from .names import (
     BETA_CHOL,
     BETA_DIM,
@@ -101,7 +109,8 @@ class _LogDensity:
 
 def expected_names(design: Design, prior_set: PriorSet) -> tuple[str, ...]:
     """The graph's value variables as the kernel lays them out: per block its σ's then its
-    correlation, σ_e last (names as :func:`bayes_lmm.graph.build_model` gives them)."""
+    correlation (one CPC per coordinate for k ≥ 3), σ_e last (names as
+    :func:`bayes_lmm.graph.build_model` gives them)."""
     def sd(name, prior):
         raw = f"var_{name}_std" if prior.family == "InverseGamma" else f"sigma_{name}_std"
         return f"{raw}_log__"
@@ -109,8 +118,11 @@ def expected_names(design: Design, prior_set: PriorSet) -> tuple[str, ...]:
     names = []
     for blk in design.blocks:
         names += [sd(safe_name(c), prior_set.component(c)) for c in blk.components]
-        if blk.correlated and blk.n_coefs > 1:
-            names.append(f"corr_{safe_name(block_key(design, blk))}_beta_logodds__")
+        corr = f"corr_{safe_name(block_key(design, blk))}"
+        if blk.correlated and blk.n_coefs == 2:
+            names.append(f"{corr}_beta_logodds__")
+        elif blk.correlated and blk.n_coefs > 2:
+            names += [f"{corr}_cpc_{i}_{j}_logodds__" for i, j in lkj.cpc_pairs(blk.n_coefs)]
     return tuple(names + [sd(RESIDUAL, prior_set.residual)])
 
 
@@ -122,8 +134,8 @@ def unavailable(design: Design, prior_set: PriorSet, form: Form, *, beta_integra
         return "the kernel is written for R = σ²_e I, not a residual structure"
     if not beta_integrated:
         return "β is sampled (a prior on β other than Normal, or more than 30 fixed effects)"
-    if any(b.correlated and b.n_coefs > 2 for b in design.blocks):
-        return "a correlated block of 3 or more coefficients"
+    if any(b.n_coefs > KERNEL_K_MAX and b.dense is None for b in design.blocks):
+        return f"a random block of more than {KERNEL_K_MAX} coefficients"
     if not kernel_applies(design):
         return "the random effects leave too large a system after eliminating one factor"
     priors = [prior_set.component(c) for c in design.components] + [prior_set.residual]
@@ -131,6 +143,18 @@ def unavailable(design: Design, prior_set: PriorSet, form: Form, *, beta_integra
     if odd:
         return f"a standard deviation prior of family {', '.join(odd)}"
     return None
+
+
+def kernel_could_sample(design: Design, prior_set: PriorSet) -> bool:
+    """Whether the kernel could sample this design's exact form with these priors (β
+    integrated out, supported families, no residual structure) and loads on this machine;
+    the size of the system is :func:`~bayes_lmm.likelihood.kernel_data.kernel_applies`'s."""
+    if design.residual is not None or not design.blocks or not integrates_beta(design, prior_set, "marginal"):
+        return False
+    priors = [prior_set.component(c) for c in design.components] + [prior_set.residual]
+    if {p.family for p in priors} - SUPPORTED_SD_FAMILIES:
+        return False
+    return kernel.load() is not None
 
 
 def kernel_model(model: pm.Model, design: Design, prior_set: PriorSet, form: Form, *,

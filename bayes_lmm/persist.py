@@ -41,7 +41,8 @@ def save(fit, path: str | Path) -> Path:
         "format": FORMAT,
         "formula": spec.formula, "coding": spec.coding, "factors": list(spec.factors),
         "priors": {k: {"dist": p.family, **dict(p.params)} for k, p in spec.priors},
-        "parameterization": fit.parameterization, "sampler": fit.sampler,
+        "parameterization": fit.parameterization, "requested_parameterization": spec.parameterization,
+        "form_reason": fit.form.reason, "sampler": fit.sampler,
         "target_accept": fit.target_accept,
         "options": {"draws": fit.options.draws, "tune": fit.options.tune, "chains": fit.options.chains,
                     "random_seed": fit.options.random_seed},
@@ -150,7 +151,8 @@ def load(path: str | Path):
             design = design_from_matrices(cd["y"].values, cd["X"].values, Z, x_names=meta["x_names"])
         design = attach_residual(design, residual_from_meta(meta.get("residual")))
         spec = ModelSpec(formula=meta["formula"], coding=meta["coding"], priors=priors,
-                         parameterization=meta["parameterization"], factors=tuple(meta["factors"]))
+                         parameterization=meta.get("requested_parameterization", meta["parameterization"]),
+                         factors=tuple(meta["factors"]))
         opts = meta["options"]
         options = SamplerOptions(sampler=meta["sampler"], draws=opts["draws"], tune=opts["tune"],
                                  chains=opts["chains"], random_seed=opts["random_seed"])
@@ -164,6 +166,8 @@ def load(path: str | Path):
         raise FileFormatError(f"{str(path)!r}: the posterior does not match the saved design")
     idata.posterior.attrs.pop("bayes_lmm", None)
     seed = Seed(int(meta["seed"])) if meta.get("seed") is not None else None
-    return Fit(spec=spec, options=options, design=design, prior_set=prior_set, idata=idata,
-               parameterization=meta["parameterization"], sampler=meta["sampler"],
-               target_accept=float(meta["target_accept"]), seed=seed)
+    fit = Fit(spec=spec, options=options, design=design, prior_set=prior_set, idata=idata,
+              parameterization=meta["parameterization"], sampler=meta["sampler"],
+              target_accept=float(meta["target_accept"]), seed=seed)
+    fit.form.reason = meta.get("form_reason", fit.form.reason)
+    return fit

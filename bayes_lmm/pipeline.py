@@ -16,7 +16,7 @@ import xarray as xr
 from .completion import complete
 from .design import Design
 from .graph import build_model, integrates_beta, model_signature
-from .kernel_sampling import kernel_model, unavailable
+from .kernel_sampling import kernel_could_sample, kernel_model, unavailable
 from .likelihood import Form, choose
 from .priors import PriorSet, resolve_priors
 from .results import Fit
@@ -88,11 +88,13 @@ def build(spec: ModelSpec, design: Design, *, parameterization: str | None = Non
     return model, prior_set, form.parameterization
 
 
-def build_with_form(spec: ModelSpec, design: Design, *, parameterization: str | None = None
-                    ) -> tuple[pm.Model, PriorSet, Form]:
-    """:func:`build`, returning the chosen form itself."""
+def build_with_form(spec: ModelSpec, design: Design, *, parameterization: str | None = None,
+                    sampler: str = "auto") -> tuple[pm.Model, PriorSet, Form]:
+    """:func:`build`, returning the chosen form itself (``auto`` also integrates u out where
+    only the compiled kernel makes that cheap, when ``sampler`` resolves to nutpie)."""
     prior_set = resolve_priors(spec.prior_overrides, design)
-    form = choose(design, parameterization or spec.parameterization)
+    on_kernel = resolve_sampler(sampler) == "nutpie" and kernel_could_sample(design, prior_set)
+    form = choose(design, parameterization or spec.parameterization, kernel_evaluates=on_kernel)
     return build_model(design, prior_set, form=form), prior_set, form
 
 
@@ -103,9 +105,9 @@ def run_design(spec: ModelSpec, design: Design, options: SamplerOptions, *, cond
     ``conditional_u=False`` skips drawing u after a marginal fit (for callers that only
     need β and the variance components, such as :func:`bayes_lmm.fit_many`).
     """
-    model, prior_set, form = build_with_form(spec, design)
-    seed = Seed.resolve(options.random_seed)
     sampler = resolve_sampler(options.sampler)
+    model, prior_set, form = build_with_form(spec, design, sampler=sampler)
+    seed = Seed.resolve(options.random_seed)
     target = options.target_accept if options.target_accept is not None else default_target_accept(design, form)
     # only nutpie keeps compiled models by structure (the key comes from the form's signature)
     cache_key = model_signature(design, prior_set, form) if sampler == "nutpie" else None

@@ -47,6 +47,10 @@ def summary(fit, prob: float = 0.95) -> Summary:
         f"  sampler {fit.sampler}{kernel}, parameterization {fit.parameterization}"
         f"{marginal_form(fit.form, integrates_beta(design, fit.prior_set, fit.form))}, "
         f"{d.chains} chains × {d.draws // max(d.chains, 1)} draws, target_accept {fit.target_accept:g}",
+    ]
+    if fit.form.reason:
+        lines.append(f"  why this form: {fit.form.reason}")
+    lines += [
         "",
         f"Fixed effects ({prob:.0%} intervals):",
         fit.fixed_effects(prob).round(4).to_string(),

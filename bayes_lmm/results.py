@@ -35,7 +35,7 @@ from .convergence import diagnose
 from .design import Design
 from .diagnostics import ESS_MIN_PER_CHAIN, RHAT_MAX, Diagnostics
 from .graph import build_model
-from .likelihood import Form, choose
+from .likelihood import Form, form_of
 from .priors import PriorSet
 from .reml import reml_design
 from .reml_residual import reml_residual
@@ -87,7 +87,7 @@ class Fit:
         self.parameterization = parameterization
         self.sampler = sampler
         self.target_accept = target_accept
-        self.form = form if form is not None else choose(design, parameterization)
+        self.form = form if form is not None else form_of(design, parameterization)
         self.seed = seed if seed is not None else Seed.resolve(None if options is None else options.random_seed)
         self._diagnostics: Diagnostics | None = None  # a memo: the draws never change
         self._high_pareto_k: tuple = ()  # rows loo() found influential

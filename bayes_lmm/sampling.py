@@ -127,8 +127,8 @@ def _pymc_log_quiet(quiet: bool):
         logger.setLevel(level)
 
 
-#: the graph's standard-unit variables (σ = s·σ_std, β = μ + s·β_std, r = 2b − 1): internal
-_STANDARD = re.compile(r"^((sigma|var)_.+_std|corr_.+_beta|beta(_.+)?_std)$")
+#: the graph's standard-unit variables (σ = s·σ_std, β = μ + s·β_std, r = 2b − 1, the CPCs of :mod:`bayes_lmm.lkj`): internal
+_STANDARD = re.compile(r"^((sigma|var)_.+_std|corr_.+_beta|.+_cpc_\d+_\d+|beta(_.+)?_std)$")
 
 
 def without_unconstrained(idata: az.InferenceData) -> az.InferenceData:

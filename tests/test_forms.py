@@ -15,7 +15,7 @@ from bayes_lmm.likelihood import choose, exact_form
 from bayes_lmm.likelihood.crossed import CrossedForm
 from bayes_lmm.likelihood.dense import DenseForm
 from bayes_lmm.likelihood.grouped import GroupedForm
-from bayes_lmm.likelihood.latent import Centered, NonCentered
+from bayes_lmm.likelihood.latent import Centered, NonCentered, PerFactor, information_ratio
 from bayes_lmm.likelihood.nested import NestedForm
 from bayes_lmm.likelihood.registry import EXACT_FORMS, exact_form_class
 
@@ -44,6 +44,8 @@ CASES = [
     ("y ~ x + (1|a:b) + (x|d)", CrossedForm, 0),  # per-level sums, correlated rest
     ("y ~ z + (x|a) + (x||d)", CrossedForm, 4_000_000),  # (0 + x|d) has per-row values
     ("y ~ x + (x|a) + (x|d)", DenseForm, 4_000_000),
+    ("y ~ x + (x + z + x:z|a)", GroupedForm, 4_000_000),  # k = 4
+    ("y ~ x + (x + z|a) + (x|d)", DenseForm, 4_000_000),  # crossed 3×3 and 2×2 blocks
 ]
 
 
@@ -129,13 +131,15 @@ def test_choose_takes_its_thresholds_as_arguments(unbalanced):
     """No module threshold to patch: ``dense_q_max`` and ``gram_numbers_max`` are arguments."""
     crossed = bl.design_from_formula("y ~ x + (1|a:b) + (x|d)", unbalanced)  # 6 coefficients left
     assert isinstance(choose(crossed, "auto"), CrossedForm)
-    assert isinstance(choose(crossed, "auto", dense_q_max=5), NonCentered)
+    assert isinstance(choose(crossed, "auto", dense_q_max=5), PerFactor)
     assert isinstance(choose(crossed, "marginal", dense_q_max=5), CrossedForm)  # asked for: always exact
     assert choose(crossed, "marginal", gram_numbers_max=0).stats.groups is None
     assert choose(crossed, "marginal").stats.groups is not None
     assert isinstance(choose(crossed, "centered"), Centered)
     wide = bl.design_from_formula("y ~ x + (x + z + a + d|b)", unbalanced)  # k = 5: latent under auto
-    assert isinstance(choose(wide, "auto"), NonCentered) and isinstance(choose(wide, "marginal"), GroupedForm)
+    latent = choose(wide, "auto")  # k = 5 coefficients: never centered by auto
+    assert isinstance(latent, PerFactor) and latent.centered == (False,) and latent.parameterization == "noncentered"
+    assert isinstance(choose(wide, "marginal"), GroupedForm)
     fixed_only = bl.design_from_formula("y ~ x", unbalanced)
     assert isinstance(choose(fixed_only, "marginal"), NonCentered)
     with pytest.raises(ValueError, match="unknown parameterization"):
@@ -180,3 +184,36 @@ def test_the_compile_cache_key_is_the_forms_signature(unbalanced):
     assert model_signature(designs[0], resolve_priors({}, designs[0]), "marginal") == keys[0]
     latent = model_signature(designs[0], resolve_priors({}, designs[0]), NonCentered(designs[0]))
     assert latent != keys[0] and latent[0] == NonCentered(designs[0]).signature()
+
+
+def test_auto_centers_the_factors_whose_levels_carry_much_data():
+    """Crossed intercepts a (40 levels × 50 rows, σ_a = 2) and b (500 levels × 4 rows, σ_b = 0.3),
+    σ_e = 1: n_l σ²/σ² is about 200 for a and 0.4 for b, so a is centered and b is not; the
+    graph then samples u_a directly and z_b, and the summary's reason names both."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    a, b = np.repeat(np.arange(40), 50), rng.permutation(np.repeat(np.arange(500), 4))
+    y = rng.normal(0, 2.0, 40)[a] + rng.normal(0, 0.3, 500)[b] + rng.normal(size=n)
+    design = bl.design_from_formula("y ~ 1 + (1|a) + (1|b)", pd.DataFrame({"y": y, "a": a, "b": b}))
+    ratios = [information_ratio(design, j) for j in range(2)]
+    assert ratios[0] > 50 and ratios[1] < 1
+    form = choose(design, "auto", dense_q_max=10)
+    assert isinstance(form, PerFactor) and form.centered == (True, False) and form.parameterization == "mixed"
+    assert "'a' centered" in form.reason and "'b' non-centered" in form.reason and "more than 10" in form.reason
+    from bayes_lmm.graph import build_model
+    from bayes_lmm.priors import resolve_priors
+
+    model = build_model(design, resolve_priors({}, design), form=form)
+    assert {"u_a", "z_b"} <= {v.name for v in model.free_RVs}
+    assert form.signature() != PerFactor(design, (False, False)).signature()
+
+
+def test_every_choice_says_why(unbalanced):
+    grouped = choose(bl.design_from_formula("y ~ x + (x|a)", unbalanced))
+    assert grouped.reason == "u integrated out: the exact grouped form is cheap (one block of 2 coefficients per level)"
+    assert choose(bl.design_from_formula("y ~ x + (x|a)", unbalanced), "centered").reason == \
+        "parameterization='centered' was requested"
+    crossed = bl.design_from_formula("y ~ x + (x|a) + (x|d)", unbalanced)
+    on_kernel = choose(crossed, "auto", dense_q_max=6, kernel_evaluates=True)
+    assert isinstance(on_kernel, DenseForm) and "solving out 'a' level by level" in on_kernel.reason
+    assert isinstance(choose(crossed, "auto", dense_q_max=5), PerFactor)

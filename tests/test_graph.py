@@ -110,10 +110,24 @@ def test_two_by_two_correlation_prior_is_lkj(eta):
     assert np.trapezoid(np.exp(beta_density(grid)), grid) == pytest.approx(1.0, abs=2e-3)
 
 
-def test_three_correlated_coefficients_use_lkj(sleepstudy):
+def test_three_correlated_coefficients_use_lkj_through_partial_correlations(sleepstudy):
+    """k = 3: the correlation is three scalar Betas (the CPCs of :mod:`bayes_lmm.lkj`), and the
+    traced correlations are the upper triangle of LL' built from them."""
+    from bayes_lmm import lkj
+
     data = sleepstudy.assign(Days2=sleepstudy["Days"] ** 2)
     design = bl.design_from_formula("Reaction ~ Days + (Days + Days2|Subject)", data)
     model, _, _ = build(design, parameterization="noncentered")
-    assert "corr_Subject" in {v.name for v in model.free_RVs}
+    cpcs = [f"corr_Subject_cpc_{i}_{j}" for i, j in lkj.cpc_pairs(3)]
+    assert set(cpcs) <= {v.name for v in model.free_RVs}
     assert len(model.coords["correlation_pair"]) == 3
-    assert np.isfinite(model.compile_logp()(model.initial_point()))
+    point = model.initial_point()
+    rng = np.random.default_rng(0)
+    for name in cpcs:
+        point[f"{name}_logodds__"] = rng.normal(0.0, 1.5)
+    corr = model.compile_fn(model.replace_rvs_by_values([model["correlation"]])[0], inputs=model.value_vars,
+                            on_unused_input="ignore")(point)
+    z = np.array([2.0 / (1.0 + np.exp(-point[f"{name}_logodds__"])) - 1.0 for name in cpcs])
+    L = lkj.cholesky_from_cpc(z, 3)
+    np.testing.assert_allclose(corr, (L @ L.T)[np.triu_indices(3, 1)], rtol=1e-12)
+    assert np.isfinite(model.compile_logp()(point))

@@ -47,6 +47,10 @@ FORMULAS = [
     ("y ~ x + (1|a:b) + (x|d)", "crossed"),  # correlated block in the remainder
     ("y ~ z + (x|a) + (x||d)", "crossed"),
     ("y ~ x + (x|a) + (x|d)", "dense"),  # two correlated blocks: one is eliminated
+    ("y ~ x + (x + z|a)", "grouped"),  # a 3×3 correlated block: LKJ through its CPCs
+    ("y ~ x + (x + z + x:z|a)", "grouped"),  # 4×4
+    ("y ~ x + (1|a:b) + (x + z|d)", "crossed"),  # a 3×3 block in the remainder
+    ("y ~ x + (x + z|a) + (x|d)", "dense"),  # crossed 3×3 and 2×2 blocks
 ]
 
 
@@ -134,11 +138,11 @@ def test_kernel_on_matrix_input_with_rank_deficient_x():
 
 
 def test_kernel_names_what_it_cannot_do(unbalanced):
-    spec = bl.ModelSpec(formula="y ~ x + (x + z|a:b)")
+    spec = bl.ModelSpec(formula="y ~ x + (x + z + f + x:z|a:b)")
     design = bl.design_from_formula(spec.formula, unbalanced)
     model, prior_set, form = build_with_form(spec, design, parameterization="marginal")
     why = unavailable(design, prior_set, form, beta_integrated=True)
-    assert why == "a correlated block of 3 or more coefficients"
+    assert why == "a random block of more than 4 coefficients"
     spec = bl.ModelSpec(formula="y ~ x + (1|a)", priors=bl.spec.normalize_priors({"x": bl.StudentT(3.0, 0.0, 1.0)}))
     design = bl.design_from_formula(spec.formula, unbalanced)
     model, prior_set, form = build_with_form(spec, design)

@@ -77,7 +77,7 @@ def test_a_broken_cache_file_is_rebuilt(tmp_path, reference, fault):
     else:  # the same file name, but the interface of another version
         source = kernel._SOURCE.read_text().replace(f"#define KERNEL_ABI {kernel.ABI}", "#define KERNEL_ABI 999")
         (tmp_path / "old.c").write_text(source)
-        subprocess.run([*kernel._compiler(), *kernel._FLAGS, "-o", str(target), str(tmp_path / "old.c"), "-lm"],
+        subprocess.run([*kernel._compiler(), *kernel.compile_flags(), "-o", str(target), str(tmp_path / "old.c"), "-lm"],
                        check=True)
     before = target.read_bytes()
     result = _fit_in_process({"BAYES_LMM_CACHE_DIR": str(tmp_path)})

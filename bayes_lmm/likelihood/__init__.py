@@ -24,7 +24,7 @@ picked (once per fit).
 """
 
 from .base import DENSE_Q_MAX, GRAM_NUMBERS_MAX, ExactForm, Form, GraphInputs
-from .registry import EXACT_FORMS, LATENT_FORMS, choose, exact_form
+from .registry import EXACT_FORMS, LATENT_FORMS, choose, exact_form, form_of
 
-__all__ = ["Form", "ExactForm", "GraphInputs", "choose", "exact_form", "EXACT_FORMS", "LATENT_FORMS",
+__all__ = ["Form", "ExactForm", "GraphInputs", "choose", "exact_form", "form_of", "EXACT_FORMS", "LATENT_FORMS",
            "DENSE_Q_MAX", "GRAM_NUMBERS_MAX"]

@@ -53,6 +53,9 @@ class Form(ABC):
     parameterization: ClassVar[str]
     samples_u: ClassVar[bool]
 
+    #: why :func:`~bayes_lmm.likelihood.registry.choose` picked this form, in words
+    reason: str = ""
+
     def __init__(self, design: Design):
         self.design = design
 

@@ -71,9 +71,15 @@ class DenseForm(ExactForm):
         lams = [lambda_draws(sd, c, blk.n_coefs) for blk, sd, c in block_draws(design, sigma, corr)]
         S, q = beta.shape[0], st.WtW.shape[0]
         out = np.empty((S, q))
+        blocks = design.blocks
         for s in range(S):
-            Lam = linalg.lambda_matrices(design.blocks, [lam[s : s + 1] for lam in lams])[0]
+            lam_s = [lam[s] for lam in lams]
             Ztr = st.Wty - st.WtX @ st.delta(beta[s])
-            M = np.eye(q) + Lam.T @ st.WtW @ Lam / s2[s]
-            out[s] = Lam @ linalg.gaussian_draw(M, Lam.T @ Ztr / s2[s], rng)
+            # Λ is block-diagonal: Λ'Z'ZΛ and Λ'Z'r by blocks, O(q²k) instead of O(q³)
+            A = linalg.block_scale(blocks, lam_s, linalg.block_scale(blocks, lam_s, st.WtW, "right"), "left")
+            M = np.eye(q) + A / s2[s]
+            b = linalg.block_scale(blocks, lam_s, Ztr, "left") / s2[s]
+            v = linalg.gaussian_draw(M, b, rng)
+            # u = Λv: v's rows by blocks times Λ_b'
+            out[s] = linalg.block_scale(blocks, [lam.T for lam in lam_s], v, "right")
         return out

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KERNEL_ABI 3
+#define KERNEL_ABI 4
 #define KMAX 4
 
 int64_t bl_kernel_abi(void) { return KERNEL_ABI; }
@@ -108,6 +108,34 @@ static void corr_prior(double eta, double z, double *r, double *c, double *drz, 
     *dlp = eta * (1.0 - 2.0 * b);
 }
 
+/* L_R from the canonical partial correlations z (pairs (1,0), (2,0), (2,1), … row by row; see
+ * bayes_lmm/lkj.py): L_ij = z_ij sqrt(1 − Σ_{m<j} L_im²), L_ii = sqrt(Π_m (1 − z_im²)). */
+static void lkj_factor(int64_t k, const double *z, double *L) {
+    int64_t pos = 0;
+    L[0] = 1.0;
+    for (int64_t i = 1; i < k; i++) {
+        double rest = 1.0;
+        for (int64_t j = 0; j < i; j++, pos++) {
+            L[i * KMAX + j] = z[pos] * sqrt(rest);
+            rest *= (1.0 - z[pos]) * (1.0 + z[pos]);
+        }
+        L[i * KMAX + i] = sqrt(rest);
+    }
+}
+
+/* ∂L_i·/∂z_ij (row i of L_R, length i + 1) for the row Li of L_R: entries before j do not
+ * move; with rest_m = Π_{m'<m} (1 − z_im'²), L_im = z_im sqrt(rest_m) and L_ii = sqrt(rest_i). */
+static void lkj_row_derivative(int64_t i, int64_t j, const double *z_all, const double *Li, double *dL) {
+    const double *z = z_all + i * (i - 1) / 2; /* row i's CPCs start after rows 1 … i − 1 */
+    for (int64_t m = 0; m <= i; m++) dL[m] = 0.0;
+    /* d log rest_m / dz_ij = −2 z_ij / (1 − z_ij²) for every m > j */
+    double rest_j = 1.0;
+    for (int64_t m = 0; m < j; m++) rest_j *= (1.0 - z[m]) * (1.0 + z[m]);
+    dL[j] = sqrt(rest_j);
+    const double dlog = -2.0 * z[j] / ((1.0 - z[j]) * (1.0 + z[j]));
+    for (int64_t m = j + 1; m <= i; m++) dL[m] = 0.5 * dlog * Li[m];
+}
+
 /* out = T'A (transpose) or TA for the block-diagonal T of the remainder columns: column group
  * j spans start[j] … start[j] + size[j] and is multiplied by the lower-triangular
  * lams[lam[j]] (KMAX×KMAX padded). A and out are nrow × ncol; rows beyond the groups copy. */
@@ -153,10 +181,10 @@ double bl_lmm_evaluate(const double *x, double *grad, double *beta_out, double *
     for (int64_t i = 0; i < dim; i++) grad[i] = 0.0;
 
     /* one allocation for every temporary */
-    size_t words = (size_t)(n_sd + 2 * n_corr + (B + p) * KMAX * KMAX * 2 + 2 * G * kk2 + 12 * mm + 4 * m1 + 6 * kk2 + 64);
+    size_t words = (size_t)(n_sd + 3 * n_corr + (B + p) * KMAX * KMAX * 2 + 2 * G * kk2 + 12 * mm + 4 * m1 + 6 * kk2 + 64);
     double *buf = calloc(words, sizeof(double));
     if (!buf) return -INFINITY;
-    double *dlog_sd = buf, *dr = dlog_sd + n_sd, *cr = dr + n_corr, *lams = cr + n_corr, *lrs = lams + (B + p) * KMAX * KMAX,
+    double *dlog_sd = buf, *dr = dlog_sd + n_sd, *cpc = dr + n_corr, *lams = cpc + n_corr + n_corr, *lrs = lams + (B + p) * KMAX * KMAX,
            *Minv = lrs + (B + p) * KMAX * KMAX, *K = Minv + G * kk2, *S_raw = K + G * kk2, *D = S_raw + mm,
            *TD = D + mm, *DT = TD + mm, *Cm = DT + mm, *C = Cm + mm, *LC = C + mm, *Cinv = LC + mm,
            *work = Cinv + mm, *TC = work + mm, *Psi = TC + mm, *Tmp = Psi + mm, *ctil = Tmp + mm,
@@ -177,8 +205,7 @@ double bl_lmm_evaluate(const double *x, double *grad, double *beta_out, double *
     for (int64_t j = 0; j < n_corr; j++) {
         double r, c, drz, lp, dlp;
         corr_prior(corr_eta[j], x[corr_x[j]], &r, &c, &drz, &lp, &dlp);
-        corr[j] = r;
-        cr[j] = c;
+        cpc[j] = r;
         dr[j] = drz;
         logp += lp;
         grad[corr_x[j]] += dlp;
@@ -190,8 +217,15 @@ double bl_lmm_evaluate(const double *x, double *grad, double *beta_out, double *
         double *lr = lrs + b * KMAX * KMAX, *lam = lams + b * KMAX * KMAX;
         for (int64_t a = 0; a < k; a++) lr[a * KMAX + a] = 1.0;
         if (cs >= 0) {
-            lr[KMAX] = corr[cs];
-            lr[KMAX + 1] = cr[cs];
+            lkj_factor(k, cpc + cs, lr);
+            /* the correlations of L_R L_R', upper triangle row by row (the graph's order) */
+            int64_t pos = cs;
+            for (int64_t a = 0; a < k; a++)
+                for (int64_t c = a + 1; c < k; c++) {
+                    double t = 0.0;
+                    for (int64_t d = 0; d <= a; d++) t += lr[a * KMAX + d] * lr[c * KMAX + d];
+                    corr[pos++] = t;
+                }
         }
         for (int64_t a = 0; a < k; a++)
             for (int64_t c = 0; c < k; c++) lam[a * KMAX + c] = sigma[sd0 + a] * lr[a * KMAX + c];
@@ -354,12 +388,35 @@ double bl_lmm_evaluate(const double *x, double *grad, double *beta_out, double *
             for (int64_t a = 0; a < k; a++) grad[sd_x[sd0 + a]] += dlog_sd[sd0 + a] * Sb[a * KMAX + a];
             continue;
         }
-        /* k = 2, L_R = [[1, 0], [r, c]]: ∂/∂log σ_a = (L_R S L_R⁻¹)_aa, ∂/∂r = tr(L_R⁻¹ ∂L_R S) */
-        const double r = corr[cs], c = lrs[b * KMAX * KMAX + KMAX + 1];
-        const double s00 = Sb[0], s01 = Sb[1], s11 = Sb[KMAX + 1];
-        grad[sd_x[sd0]] += dlog_sd[sd0] * (s00 - r * s01 / c);
-        grad[sd_x[sd0 + 1]] += dlog_sd[sd0 + 1] * (s11 + r * s01 / c);
-        grad[corr_x[cs]] += dr[cs] * (s01 / c - r * s11 / (c * c));
+        /* Λ = diag(σ) L_R, J = Λ⁻¹∂Λ, ∂ℓ = tr(J S): ∂/∂log σ_a = (L_R S L_R⁻¹)_aa and, for a
+         * CPC z_ij (it moves row i of L_R only), ∂/∂z_ij = Σ_b ∂L_ib (S L_R⁻¹)_bi */
+        const double *lr = lrs + b * KMAX * KMAX;
+        double li[KMAX * KMAX] = {0}, W[KMAX * KMAX] = {0}, dL[KMAX];
+        for (int64_t c = 0; c < k; c++) /* L_R⁻¹ by forward substitution, column c */
+            for (int64_t a = c; a < k; a++) {
+                double t = a == c ? 1.0 : 0.0;
+                for (int64_t d = c; d < a; d++) t -= lr[a * KMAX + d] * li[d * KMAX + c];
+                li[a * KMAX + c] = t / lr[a * KMAX + a];
+            }
+        for (int64_t a = 0; a < k; a++)
+            for (int64_t c = 0; c < k; c++) {
+                double t = 0.0;
+                for (int64_t d = c; d < k; d++) t += Sb[a * KMAX + d] * li[d * KMAX + c];
+                W[a * KMAX + c] = t;
+            }
+        for (int64_t a = 0; a < k; a++) {
+            double t = 0.0;
+            for (int64_t d = 0; d <= a; d++) t += lr[a * KMAX + d] * W[d * KMAX + a];
+            grad[sd_x[sd0 + a]] += dlog_sd[sd0 + a] * t;
+        }
+        int64_t pos = cs;
+        for (int64_t i = 1; i < k; i++)
+            for (int64_t j = 0; j < i; j++, pos++) {
+                lkj_row_derivative(i, j, cpc + cs, lr + i * KMAX, dL);
+                double t = 0.0;
+                for (int64_t d = 0; d <= i; d++) t += dL[d] * W[d * KMAX + i];
+                grad[corr_x[pos]] += dr[pos] * t;
+            }
     }
     free(buf);
     free(S);

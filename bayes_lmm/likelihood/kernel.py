@@ -37,9 +37,30 @@ from pathlib import Path
 #: prior family codes of a standard deviation (their order in kernel.c)
 SD_FAMILIES = ("HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "InverseGamma")
 #: the interface version kernel.c reports (``bl_kernel_abi``)
-ABI = 3
+ABI = 4
 _SOURCE = Path(__file__).with_name("kernel.c")
-_FLAGS = ("-O2", "-shared", "-fPIC", "-std=c99")
+_BASE_FLAGS = ("-O3", "-shared", "-fPIC", "-std=c99")
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux reports them (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def compile_flags() -> tuple[str, ...]:
+    """The compiler flags: -O3, plus AVX2 where this CPU has it (the kernel's k×k and m×m
+    loops vectorise: kb07's 4×4 blocks, 1.86 → 1.10 ms per evaluation). The flags are part of
+    the file's name, so a machine without AVX2 never loads a file built with it."""
+    if os.uname().machine in ("x86_64", "AMD64") and {"avx2", "fma"} <= _cpu_flags():
+        return _BASE_FLAGS + ("-mavx2", "-mfma")
+    return _BASE_FLAGS
 
 
 def cache_dirs() -> list[Path]:
@@ -70,7 +91,7 @@ def _compiler() -> list[str] | None:
 def library_name(source: bytes, cc: list[str]) -> str:
     """The compiled file's name: a hash of the source, compiler, flags and platform, so a
     file of another library version or machine is never taken for this one."""
-    key = hashlib.sha256(source + " ".join(cc).encode() + " ".join(_FLAGS).encode() + sys.platform.encode()
+    key = hashlib.sha256(source + " ".join(cc).encode() + " ".join(compile_flags()).encode() + sys.platform.encode()
                          + os.uname().machine.encode()).hexdigest()[:20]
     return f"lmm_kernel-{key}.so"
 
@@ -131,7 +152,7 @@ def _build(cc: list[str], directory: Path, name: str):
     except OSError:
         return None
     try:
-        done = subprocess.run([*cc, *_FLAGS, "-o", tmp, str(_SOURCE), "-lm"], capture_output=True, timeout=120)
+        done = subprocess.run([*cc, *compile_flags(), "-o", tmp, str(_SOURCE), "-lm"], capture_output=True, timeout=120)
         if done.returncode != 0:
             return None
         os.chmod(tmp, 0o700)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from .. import lkj
 from ..design import Design
 from . import linalg
 from .base import DENSE_Q_MAX, GRAM_NUMBERS_MAX, Centred
@@ -106,14 +107,14 @@ def build_kernel_data(design: Design, sd_priors: list[SdPrior], eta: float, beta
     """The kernel's arrays for ``design`` with β ~ N(μ, diag(s²)) integrated out.
 
     ``sd_priors`` lists the σ_j in design order and σ_e last; ``names`` the unconstrained
-    coordinates in PyMC's order (per block its σ's then its correlation, σ_e last).
+    coordinates in PyMC's order (per block its σ's then its correlation's CPCs, σ_e last).
     """
     X, y, common = Centred.columns(design)
     beta0 = common["beta0"]
     B, p = len(design.blocks), design.p
     e = eliminated_block(design)
     blocks = np.zeros((B, 5), dtype=np.int64)
-    sd_x, corr_x = [], []
+    sd_x, corr_x, corr_eta = [], [], []
     col_lam, col_start, col_size = [], [], []
     pos, sd0, n_corr, col = 0, 0, 0, 0
     for j, blk in enumerate(design.blocks):
@@ -124,9 +125,12 @@ def build_kernel_data(design: Design, sd_priors: list[SdPrior], eta: float, beta
         pos += k
         sd0 += k
         if corr:
-            corr_x.append(pos)
-            pos += 1
-            n_corr += 1
+            # one coordinate per canonical partial correlation, each with its own Beta concentration
+            conc = lkj.cpc_concentrations(k, eta)
+            corr_x.extend(range(pos, pos + len(conc)))
+            corr_eta.extend(conc)
+            pos += len(conc)
+            n_corr += len(conc)
         if j != e:
             for lev in range(blk.n_levels):
                 col_lam.append(j)
@@ -153,7 +157,7 @@ def build_kernel_data(design: Design, sd_priors: list[SdPrior], eta: float, beta
         "sd_shape": np.array([s.shape for s in sd_priors], float),
         "sd_log_scale": np.array([s.log_scale for s in sd_priors], float),
         "sd_x": np.array(sd_x, dtype=np.int64),
-        "corr_eta": np.full(n_corr, float(eta)),
+        "corr_eta": np.array(corr_eta, float),
         "corr_x": np.array(corr_x, dtype=np.int64),
         "blocks": blocks,
         "col_lam": np.array(col_lam, dtype=np.int64),
@@ -203,9 +207,10 @@ def _eliminated_sums(blk, R, gram_numbers_max: int) -> tuple[np.ndarray, np.ndar
 
 def kernel_applies(design: Design, *, dense_q_max: int = DENSE_Q_MAX, gram_numbers_max: int = GRAM_NUMBERS_MAX
                    ) -> bool:
-    """Whether the kernel can evaluate ``design``: random blocks whose correlations are 2×2 at
-    most, a remainder of at most ``dense_q_max`` coefficients and grouped sums that fit."""
-    if not design.blocks or any(b.correlated and b.n_coefs > 2 for b in design.blocks):
+    """Whether the kernel can evaluate ``design``: random blocks of at most
+    :data:`KERNEL_K_MAX` coefficients, a remainder of at most ``dense_q_max`` coefficients and
+    grouped sums that fit."""
+    if not design.blocks or any(b.n_coefs > KERNEL_K_MAX and b.dense is None for b in design.blocks):
         return False
     e = eliminated_block(design)
     if remainder_size(design, e) > dense_q_max:

@@ -185,8 +185,33 @@ def lambda_matrices(blocks, lams: list[np.ndarray]) -> np.ndarray:
     return Lam
 
 
+def block_scale(blocks, lams: list[np.ndarray], W: np.ndarray, side: str) -> np.ndarray:
+    """Λ'W (``side="left"``, rows of W) or WΛ (``"right"``, columns) for one draw's
+    Λ = blockdiag(I_L ⊗ Λ_b) (``lams`` (k, k) each), without forming Λ: O(q²k), not O(q³)."""
+    out = np.array(W, dtype=float, copy=True)
+    pos = 0
+    for blk, lam in zip(blocks, lams):
+        L, k = blk.n_levels, blk.n_coefs
+        cols = slice(pos, pos + L * k)
+        if side == "right":
+            part = out[..., cols].reshape(out.shape[:-1] + (L, k))
+            out[..., cols] = (part @ lam).reshape(out.shape[:-1] + (L * k,))
+        else:
+            part = out[cols].reshape((L, k) + out.shape[1:])
+            out[cols] = np.einsum("ca,lc...->la...", lam, part).reshape(out[cols].shape)
+        pos += L * k
+    return out
+
+
 def gaussian_draw(precision: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draws of N(P⁻¹b, P⁻¹) for a stack of SPD precisions P (…, k, k) and vectors b (…, k)."""
+    if precision.ndim == 2:
+        # one large system: its Cholesky factor and two triangular solves (no LU)
+        from scipy import linalg as sla
+
+        chol = sla.cholesky(precision, lower=True)
+        mean = sla.cho_solve((chol, True), b)
+        return mean + sla.solve_triangular(chol, rng.standard_normal(mean.shape), lower=True, trans="T")
     chol = np.linalg.cholesky(precision)
     mean = np.linalg.solve(precision, b[..., None])[..., 0]
     eps = rng.standard_normal(mean.shape)
