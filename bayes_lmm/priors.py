@@ -10,7 +10,8 @@ Default rule (auto-scaling, in the spirit of rstanarm), with s_y = sd(y) and ȳ 
 * σ_j of a random intercept: ``HalfNormal(s_y)``; of a random slope on x:
   ``HalfNormal(s_y / sd(x))``.
 * σ_e (``Residual``): ``Exponential(1 / s_y)``.
-* correlations of correlated random effects: ``LKJ(eta=2)``.
+* correlations of correlated random effects: ``LKJ(eta=2)`` (for k ≥ 3 through its canonical
+  partial correlations, :mod:`bayes_lmm.lkj`).
 * with a residual structure (``residual=``): each residual SD ``Residual[level]``
   ``Exponential(1 / s_y)``; its correlation (``residual_correlation``) ``LKJ(eta=2)``: for
   AR(1) ρ = 2b − 1 with b ~ Beta(η, η) (density ∝ (1 − ρ²)^(η−1)), for compound symmetry

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import linalg, optimize, stats
+from scipy import linalg, optimize, sparse, stats
 
 from . import contrasts as _contrasts
 from .design import RESIDUAL, Design
+from .likelihood.linalg import sparse_z
 
 
 def _full_rank_columns(X: np.ndarray) -> np.ndarray:
@@ -36,15 +37,17 @@ class _Problem:
 
     def __init__(self, design: Design):
         self.design = design
-        self.Z = design.Z
+        Z = sparse_z(design.blocks) if design.blocks else sparse.csr_matrix((design.n, 0))
         self.X = design.X
         self.Xr = design.X[:, _full_rank_columns(design.X)]
         self.y = design.y
         self.n = design.n
         self.p = self.Xr.shape[1]
-        self.ZtZ = self.Z.T @ self.Z
-        self.ZtX = self.Z.T @ self.X
-        self.Zty = self.Z.T @ self.y
+        # Z stays sparse (73,421 rows × 4,114 levels would be 2.4 GB dense)
+        self.ZtZ = (Z.T @ Z).tocsr()
+        self.ZtX = np.asarray(Z.T @ self.X)
+        self.Zty = np.asarray(Z.T @ self.y)
+        self.elim = _eliminated(design)
         self.XtX = self.X.T @ self.X
         self.Xty = self.X.T @ self.y
         self.yty = float(self.y @ self.y)
@@ -74,19 +77,40 @@ class _Problem:
             parts.append(np.kron(np.eye(levels), L))
         return linalg.block_diag(*parts) if parts else np.zeros((0, 0))
 
+    def lam_sparse(self, theta: np.ndarray) -> sparse.csr_matrix:
+        parts = []
+        for start, stop, tri, k, levels in self.slices:
+            L = np.zeros((k, k))
+            L[tri] = theta[start:stop]
+            parts.append(sparse.kron(sparse.identity(levels), L))
+        return sparse.block_diag(parts, format="csr")
+
     def pieces(self, theta: np.ndarray):
-        lam = self.lam(theta)
-        A = lam.T @ self.ZtZ @ lam + np.eye(lam.shape[0])
-        cA = linalg.cho_factor(A, lower=True)
-        logdet_A = 2.0 * np.sum(np.log(np.diag(cA[0])))
-        LZtX = lam.T @ self.ZtX
-        LZty = lam.T @ self.Zty
-        S_X = linalg.cho_solve(cA, LZtX)
-        S_y = linalg.cho_solve(cA, LZty)
-        XVX = self.XtX - LZtX.T @ S_X
-        XVy = self.Xty - LZtX.T @ S_y
-        yVy = self.yty - LZty @ S_y
-        return logdet_A, XVX, XVy, yVy
+        """log|A| and X'V⁻¹X, X'V⁻¹y, y'V⁻¹y (times σ²) with A = I + Λ'Z'ZΛ. Where a factor of
+        one coefficient per level exists, its part of A (diagonal, d) is solved out and only
+        the Schur complement S = A_rr − F d⁻¹ F' of the other coefficients is factorised."""
+        lam = self.lam_sparse(theta)
+        q = lam.shape[0]
+        A = (lam.T @ self.ZtZ @ lam).tocsr() + sparse.identity(q, format="csr")
+        B = np.asarray(lam.T @ np.column_stack([self.ZtX, self.Zty]))  # Λ'Z'[X, y]
+        if self.elim is None:
+            cA = linalg.cho_factor(A.toarray(), lower=True)
+            logdet_A = 2.0 * np.sum(np.log(np.diag(cA[0])))
+            quad = B.T @ linalg.cho_solve(cA, B)
+        else:
+            E, R = self.elim
+            d = A.diagonal()[E]
+            F = A[R][:, E]
+            Bt = B[R] - F @ (B[E] / d[:, None])
+            S = A[R][:, R].toarray() - (F.multiply(1.0 / d[None, :]) @ F.T).toarray()
+            quad = B[E].T @ (B[E] / d[:, None])
+            logdet_A = float(np.sum(np.log(d)))
+            if len(R):
+                cS = linalg.cho_factor(S, lower=True)
+                logdet_A += 2.0 * np.sum(np.log(np.diag(cS[0])))
+                quad = quad + Bt.T @ linalg.cho_solve(cS, Bt)
+        p = self.X.shape[1]
+        return logdet_A, self.XtX - quad[:p, :p], self.Xty - quad[:p, p], self.yty - quad[p, p]
 
     def criterion(self, theta: np.ndarray) -> float:
         """−2 × the profiled REML log-likelihood."""
@@ -139,9 +163,9 @@ class RemlResult:
     correlations: pd.DataFrame
     loglik: float
     converged: bool
-    design: Design
-    cov_beta: np.ndarray
-    beta: np.ndarray
+    design: Design = field(repr=False)
+    cov_beta: np.ndarray = field(repr=False)
+    beta: np.ndarray = field(repr=False)
     residual_structure: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         {"estimate": np.zeros(0)}, index=pd.Index([], name="parameter", dtype=object)))
     residual: Any = None
@@ -155,6 +179,19 @@ class RemlResult:
         z = stats.norm.ppf(0.5 + prob / 2)
         return pd.DataFrame({"estimate": est, "se": se, "lower": est - z * se, "upper": est + z * se},
                             index=pd.Index(labels, name="contrast"))
+
+
+def _eliminated(design: Design):
+    """(columns of the factor solved out, the other columns) of Z: the factor of one coefficient
+    per level (its Z'Z is diagonal) with the most levels; None if no block qualifies."""
+    candidates = [j for j, b in enumerate(design.blocks) if b.dense is None and b.n_coefs == 1]
+    if not candidates:
+        return None
+    e = max(candidates, key=lambda j: design.blocks[j].n_levels)
+    offsets = np.cumsum([0] + [b.n_levels * b.n_coefs for b in design.blocks])
+    cols = np.arange(offsets[-1])
+    inside = (cols >= offsets[e]) & (cols < offsets[e + 1])
+    return cols[inside], cols[~inside]
 
 
 def minimize(fun, starts, bounds) -> tuple[np.ndarray, bool]:

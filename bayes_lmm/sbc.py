@@ -116,8 +116,11 @@ def simulation_based_calibration(
                    rng=np.random.default_rng(np.random.SeedSequence([random_seed, 1])),
                    rcorr=values.get("residual_correlation"))
     correlated_r = "residual_correlation" in values
-    ranked = ["beta", "sigma"] + (["residual_correlation"] if correlated_r else [])
+    corr_labels = correlation_labels(template)
+    ranked = ["beta", "sigma"] + (["correlation"] if corr_labels else []) + (
+        ["residual_correlation"] if correlated_r else [])
     names = ([f"beta[{n}]" for n in template.x_names] + [f"sigma[{c}]" for c in component_names(template)]
+             + [f"correlation[{c}]" for c in corr_labels]
              + [f"residual_correlation[{c}]" for c in (template.residual.corr_names if correlated_r else ())])
     truth = np.hstack([values[k] for k in ranked])
     spec = ModelSpec(formula=formula, coding=coding, priors=normalize_priors(priors),

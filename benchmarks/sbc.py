@@ -1,11 +1,13 @@
-"""Simulation-based calibration of the shipped templates (seedling and dyestuff cards) and
-of one correlated residual structure (``ar1``: AR(1) within subject plus a random
-intercept, 12 subjects × 5 visits with gaps; :func:`ar1_template`).
+"""Simulation-based calibration of the shipped templates (seedling and dyestuff cards), of
+one correlated residual structure (``ar1``: AR(1) within subject plus a random intercept,
+12 subjects × 5 visits with gaps; :func:`ar1_template`) and of a 3×3 correlated block
+(``k3``: ``y ~ m + (m|g)``, 8 groups × 3 levels of m × 3 replicates; :func:`k3_template`).
 
 Usage (from the project root):
 
     python benchmarks/sbc.py                      # 200 replications per template
     python benchmarks/sbc.py --templates ar1      # the residual structure only
+    python benchmarks/sbc.py --templates k3       # the 3×3 correlated block (LKJ through its CPCs)
     python benchmarks/sbc.py --replications 50 --out sbc_out
 
 Each replication draws (β, σ, σ_e) and y from the priors below, fits y with the library's
@@ -33,6 +35,8 @@ PRIORS = {
     "dyestuff": {"fixed": bl.Normal(1500, 100), "random": bl.HalfNormal(50), "Residual": bl.HalfNormal(50)},
     "ar1": {"fixed": bl.Normal(0, 2), "random": bl.HalfNormal(1), "Residual": bl.HalfNormal(1),
             "residual_correlation": bl.LKJ(2.0)},
+    "k3": {"fixed": bl.Normal(0, 2), "random": bl.HalfNormal(1), "Residual": bl.HalfNormal(0.5),
+           "correlation": bl.LKJ(2.0)},
 }
 
 
@@ -47,6 +51,16 @@ def ar1_template():
             for s in range(12) for t in range(1, 7) if t != 2 + s % 5]
     data = pd.DataFrame(rows).assign(y=rng.normal(size=len(rows)))  # replaced in each replication
     return "y ~ x + (1|subject)", data, bl.AR1("time", "subject")
+
+
+def k3_template():
+    """(formula, data) of the 3×3 block: 8 groups, each seeing the three levels of m three
+    times (72 rows); the response is simulated in each replication."""
+    import numpy as np
+    import pandas as pd
+
+    rows = [{"g": f"g{g}", "m": m} for g in range(8) for m in "ABC" for _ in range(3)]
+    return "y ~ m + (m|g)", pd.DataFrame(rows).assign(y=np.zeros(len(rows)))
 
 
 def main() -> None:
@@ -64,6 +78,8 @@ def main() -> None:
         if name == "ar1":
             formula, data, residual = ar1_template()
             extra = dict(residual=residual)
+        elif name == "k3":
+            (formula, data), extra = k3_template(), {}
         else:
             card = load_card(ROOT / "models" / f"{name}.toml")
             formula, data, extra = card.formula, card.load_data(), dict(coding=card.coding, factors=card.factors)
