@@ -14,8 +14,9 @@ Workloads:
 * ``crossed70k``: ``y ~ 1 + service + (1|s) + (1|d) + (1|dept)``, 73,421 rows, 2,972 × 1,128
   crossed levels, 14 departments (the shape of lme4's InstEval).
 
-The peer is what a PyMC user writes: ``pm.LKJCholeskyCov`` (η = 2, the same HalfNormal
-scales as bayes_lmm's priors), u non-centered, sampled by nutpie with the numba backend.
+The peer is what a PyMC user writes: ``pm.LKJCholeskyCov`` (η = 2; its ``sd_dist`` a HalfNormal
+at the largest of bayes_lmm's scales for the block's SDs: an array of scales makes nutpie's
+initial point fail with "cannot set WRITEABLE flag" in PyMC 5.28), u non-centered, sampled by nutpie with the numba backend.
 Both sample 4 chains × 1000 tune + 1000 draws at their defaults (the peer at target_accept
 0.8, nutpie's default). Each bayes_lmm fit runs once untimed first (warm caches);
 the peer's ``compile_s`` is reported apart from ``sample_s``. ESS/s is the smallest bulk ESS
@@ -63,6 +64,7 @@ def kb07_like(seed: int = 0, n_subj: int = 56, n_item: int = 32) -> pd.DataFrame
             rows.append((f"s{s:02d}", f"i{i:02d}", (cond & 1) * 2 - 1, ((cond >> 1) & 1) * 2 - 1,
                          ((cond >> 2) & 1) * 2 - 1, s, i))
     d = pd.DataFrame(rows, columns=["subj", "item", "a", "b", "c", "si", "ii"]).iloc[3:].reset_index(drop=True)
+    d[["a", "b", "c"]] = d[["a", "b", "c"]].astype(float)  # ±1 contrasts, numeric on purpose
 
     def cov(sds, r):
         C = np.full((4, 4), r)
@@ -78,21 +80,12 @@ def kb07_like(seed: int = 0, n_subj: int = 56, n_item: int = 32) -> pd.DataFrame
     return d.drop(columns=["si", "ii"])
 
 
-CROSSED_TRUTH = {"s": 0.33, "d": 0.51, "dept": 0.08, "Residual": 1.18}
+def instEval_like():
+    """tests/data/crossed70k.py's design (lme4's REML values for it are in tests/data)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "data"))
+    from crossed70k import simulate
 
-
-def instEval_like(seed: int = 0, n: int = 73_421, n_s: int = 2972, n_d: int = 1128, n_dept: int = 14) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    s = rng.integers(0, n_s, n)
-    w = rng.gamma(2.0, 1.0, n_d)  # some instructors have many more ratings than others
-    d = rng.choice(n_d, n, p=w / w.sum())
-    dept_of_d = rng.integers(0, n_dept, n_d)
-    service = rng.integers(0, 2, n)
-    t = CROSSED_TRUTH
-    y = (3.2 - 0.07 * service + rng.normal(0, t["s"], n_s)[s] + rng.normal(0, t["d"], n_d)[d]
-         + rng.normal(0, t["dept"], n_dept)[dept_of_d[d]] + rng.normal(0, t["Residual"], n))
-    return pd.DataFrame({"y": y, "service": service, "s": [f"s{i}" for i in s], "d": [f"d{i}" for i in d],
-                         "dept": [f"dp{dept_of_d[i]}" for i in d]})
+    return simulate()
 
 
 WORKLOADS = {
@@ -119,7 +112,7 @@ def peer_model(design, prior_set):
             scales = np.array([dict(prior_set.component(c).params)["sigma"] for c in blk.components])
             z = pm.Normal(f"z_{j}", 0.0, 1.0, shape=(L, k))
             if blk.correlated and k > 1:
-                chol, _, sd = pm.LKJCholeskyCov(f"chol_{j}", n=k, eta=2.0, sd_dist=pm.HalfNormal.dist(scales, shape=k),
+                chol, _, sd = pm.LKJCholeskyCov(f"chol_{j}", n=k, eta=2.0, sd_dist=pm.HalfNormal.dist(sigma=float(scales.max()), shape=k),
                                                 compute_corr=True)
                 u = pt.dot(z, chol.T)
             else:

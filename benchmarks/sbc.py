@@ -60,7 +60,7 @@ def k3_template():
     import pandas as pd
 
     rows = [{"g": f"g{g}", "m": m} for g in range(8) for m in "ABC" for _ in range(3)]
-    return "y ~ m + (m|g)", pd.DataFrame(rows).assign(y=np.zeros(len(rows)))
+    return "y ~ m + (m|g)", pd.DataFrame(rows).assign(y=np.random.default_rng(3).normal(size=len(rows)))
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ def _inside(table, truth, lower="lower", upper="upper"):
 @pytest.fixture(scope="module")
 def k3_fit():
     rows = [{"g": f"g{g:02d}", "m": m} for g in range(30) for m in "ABC" for _ in range(3)]
-    template = pd.DataFrame(rows).assign(y=0.0)
+    template = pd.DataFrame(rows).assign(y=np.arange(len(rows), dtype=float))  # replaced by simulate
     params = {"beta": {"Intercept": 10.0, "m[B]": 2.0, "m[C]": -1.0},
               "sd": {"1|g": 2.0, "m[B]|g": 1.0, "m[C]|g": 1.5}, "Residual": 0.5,
               "correlation": {"(1,m[B])|g": 0.5, "(1,m[C])|g": -0.3, "(m[B],m[C])|g": 0.2}}
@@ -63,7 +63,7 @@ def test_a_4x4_block_recovers_the_truth():
     rng = np.random.default_rng(5)
     rows = [{"g": f"g{g:02d}", "x": float(rng.normal()), "z": float(rng.normal()), "w": float(rng.normal())}
             for g in range(40) for _ in range(10)]
-    template = pd.DataFrame(rows).assign(y=0.0)
+    template = pd.DataFrame(rows).assign(y=np.arange(len(rows), dtype=float))
     params = {"beta": {"Intercept": 1.0, "x": 0.5, "z": -0.5, "w": 0.2},
               "sd": {"1|g": 1.0, "x|g": 0.8, "z|g": 0.6, "w|g": 0.7}, "Residual": 0.3,
               "correlation": {"(1,x)|g": 0.4, "(1,z)|g": 0.0, "(1,w)|g": -0.2, "(x,z)|g": 0.3,
@@ -88,11 +88,12 @@ def test_per_factor_centering_samples_both_factors_back():
 
     rng = np.random.default_rng(0)
     a, b = np.repeat(np.arange(12), 50), rng.permutation(np.repeat(np.arange(150), 4))
-    template = pd.DataFrame({"a": [f"a{i}" for i in a], "b": [f"b{i}" for i in b], "y": 0.0})
+    template = pd.DataFrame({"a": [f"a{i}" for i in a], "b": [f"b{i}" for i in b],
+                             "y": np.arange(len(a), dtype=float)})
     params = {"beta": {"Intercept": 3.0}, "sd": {"a": 2.0, "b": 0.3}, "Residual": 1.0}
     data = bl.simulate("y ~ 1 + (1|a) + (1|b)", params, data=template, random_seed=4)
     design = bl.design_from_formula("y ~ 1 + (1|a) + (1|b)", data)
-    form = choose(design, "auto", dense_q_max=100)
+    form = choose(design, "auto", dense_q_max=5)
     assert form.parameterization == "mixed" and form.centered == (True, False)
     with build_model(design, resolve_priors({}, design), form=form):
         idata = pm.sample(draws=500, tune=500, chains=2, random_seed=1, progressbar=False, compute_convergence_checks=False)
