@@ -49,10 +49,12 @@ def default_target_accept(design: Design, parameterization: Form | str) -> float
     return 0.9
 
 
-def resolve_parameterization(requested: str, design: Design) -> str:
+def resolve_parameterization(requested: str, design: Design, *, kernel_evaluates: bool = False) -> str:
     """``auto`` → ``marginal`` where it is cheap (see :func:`bayes_lmm.likelihood.choose`),
-    else non-centered: the name of the form :func:`choose` picks."""
-    return choose(design, requested).parameterization
+    else the latent choice: the name of the form :func:`choose` picks. A fit also counts the
+    designs only the compiled kernel makes cheap, which depends on the priors
+    (``kernel_evaluates``; :func:`build` gives exactly the fit's choice)."""
+    return choose(design, requested, kernel_evaluates=kernel_evaluates).parameterization
 
 
 def build(spec: ModelSpec, design: Design, *, parameterization: str | None = None) -> tuple[pm.Model, PriorSet, str]:

@@ -322,7 +322,7 @@ def _dense_criterion(prob, x):
     theta, ratios, z = prob.split(x)
     R = prob.res.matrix(prob.sds(ratios), prob.corr(z))
     lam = prob.base.lam(theta)
-    Z, X, y = prob.base.Z, prob.base.X, prob.base.y
+    Z, X, y = prob.base.design.Z, prob.base.X, prob.base.y
     V = R + Z @ lam @ lam.T @ Z.T
     Vi = np.linalg.inv(V)
     XVX = X.T @ Vi @ X
