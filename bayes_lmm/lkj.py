@@ -72,11 +72,12 @@ def cholesky_graph(name: str, k: int, eta: float):
 
     conc = cpc_concentrations(k, eta)
     rows = [[pt.constant(1.0)] + [pt.constant(0.0)] * (k - 1)]
+    pos = 0  # the pairs in cpc_pairs order
     for i in range(1, k):
         row, rest = [], pt.constant(1.0)
         for j in range(i):
-            pos = cpc_pairs(k).index((i, j))
             b = pm.Beta(f"{name}_cpc_{i}_{j}", alpha=conc[pos], beta=conc[pos])
+            pos += 1
             row.append((2.0 * b - 1.0) * pt.sqrt(rest))
             # 1 − Σ_{m≤j} L_im² = Π_{m≤j} (1 − z_im²), and 1 − z² = 4b(1 − b): no cancellation as |z| → 1
             rest = rest * 4.0 * b * (1.0 - b)

@@ -70,12 +70,8 @@ class _Problem:
         return np.array(out)
 
     def lam(self, theta: np.ndarray) -> np.ndarray:
-        parts = []
-        for start, stop, tri, k, levels in self.slices:
-            L = np.zeros((k, k))
-            L[tri] = theta[start:stop]
-            parts.append(np.kron(np.eye(levels), L))
-        return linalg.block_diag(*parts) if parts else np.zeros((0, 0))
+        """Λ dense (for the residual-structure criterion, which works with dense V)."""
+        return self.lam_sparse(theta).toarray()
 
     def lam_sparse(self, theta: np.ndarray) -> sparse.csr_matrix:
         parts = []
@@ -83,7 +79,7 @@ class _Problem:
             L = np.zeros((k, k))
             L[tri] = theta[start:stop]
             parts.append(sparse.kron(sparse.identity(levels), L))
-        return sparse.block_diag(parts, format="csr")
+        return sparse.block_diag(parts, format="csr") if parts else sparse.csr_matrix((0, 0))
 
     def pieces(self, theta: np.ndarray):
         """log|A| and X'V⁻¹X, X'V⁻¹y, y'V⁻¹y (times σ²) with A = I + Λ'Z'ZΛ. Where a factor of
