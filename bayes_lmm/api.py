@@ -53,14 +53,22 @@ def fit_matrices(
     parameterization : {"auto", "marginal", "noncentered", "centered"}
         ``auto`` (default) integrates u out where that is cheap (one random block, nested
         intercepts, or at most 150 random coefficients left after solving out the largest
-        intercept factor) and uses the non-centered form otherwise; the
+        intercept factor; up to 4 coefficients per level and 150 left on the compiled kernel)
+        and samples u otherwise (each factor centered or non-centered by its data, or by the
+        blocked Gibbs sampler, below); the
         choice is in ``fit.parameterization`` and ``fit.summary()``. With ``marginal`` u is
         still in the posterior, drawn from its exact conditional for every draw; with Normal
         priors on β (the default) β is integrated out too and drawn the same way.
-    sampler : {"auto", "pymc", "nutpie", "numpyro"}
-        ``auto`` (default) is nutpie when installed, else PyMC's NUTS; ``numpyro`` runs
-        NumPyro's NUTS on PyMC's JAX backend (needs ``pip install jax numpyro``).
+    sampler : {"auto", "pymc", "nutpie", "numpyro", "gibbs"}
+        ``auto`` (default) is nutpie when installed, else PyMC's NUTS, except where no exact
+        form is cheap for NUTS and every random coefficient is its own variance component
+        with R = σ²_e I (many levels on crossed factors): there the blocked Gibbs sampler,
+        which draws β and u jointly given θ (one Cholesky of at most 2,000 coefficients per
+        sweep) and each σ by slice sampling, centered and non-centered in turn. ``gibbs`` asks
+        for it on any such design; ``numpyro`` runs NumPyro's NUTS on PyMC's JAX backend (needs
+        ``pip install jax numpyro``).
     draws, tune, chains : int
+        With the Gibbs sampler ``tune`` sweeps per chain are discarded as burn-in.
     random_seed : int, optional
     target_accept : float, optional
         Default (:func:`default_target_accept`): marginal 0.95 for small designs (a factor

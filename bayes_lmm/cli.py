@@ -23,7 +23,7 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune", type=int)
     p.add_argument("--chains", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--sampler", choices=["pymc", "nutpie", "numpyro", "auto"])
+    p.add_argument("--sampler", choices=["pymc", "nutpie", "numpyro", "gibbs", "auto"])
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -15,9 +15,14 @@ import xarray as xr
 
 from .completion import complete
 from .design import Design
+from .errors import SpecificationError
+from .gibbs_sampling import LOG_DENSITY as GIBBS_LOG_DENSITY
+from .gibbs_sampling import gibbs_model
+from .gibbs_sampling import unavailable as gibbs_unavailable
 from .graph import build_model, integrates_beta, model_signature
 from .kernel_sampling import kernel_could_sample, kernel_model, unavailable
 from .likelihood import Form, choose
+from .likelihood.registry import gibbs_form
 from .priors import PriorSet, resolve_priors
 from .results import Fit
 from .sampling import resolve_sampler, sample, without_unconstrained
@@ -92,11 +97,22 @@ def build(spec: ModelSpec, design: Design, *, parameterization: str | None = Non
 
 def build_with_form(spec: ModelSpec, design: Design, *, parameterization: str | None = None,
                     sampler: str = "auto") -> tuple[pm.Model, PriorSet, Form]:
-    """:func:`build`, returning the chosen form itself (``auto`` also integrates u out where
-    only the compiled kernel makes that cheap, when ``sampler`` resolves to nutpie)."""
+    """:func:`build`, returning the chosen form itself. With ``sampler`` ``auto`` the form
+    also integrates u out where only the compiled kernel makes that cheap (when nutpie is
+    installed), and hands u to the blocked Gibbs sampler where no exact form is cheap and the
+    Gibbs steps apply; ``sampler='gibbs'`` asks for the Gibbs form (an error where it does not
+    apply)."""
     prior_set = resolve_priors(spec.prior_overrides, design)
-    on_kernel = resolve_sampler(sampler) == "nutpie" and kernel_could_sample(design, prior_set)
-    form = choose(design, parameterization or spec.parameterization, kernel_evaluates=on_kernel)
+    requested = parameterization or spec.parameterization
+    if sampler == "gibbs":
+        why = gibbs_unavailable(design, prior_set)
+        if why is not None:
+            raise SpecificationError(f"sampler='gibbs' cannot sample this model: {why}")
+        form = gibbs_form(design, requested)
+    else:
+        on_kernel = resolve_sampler(sampler) == "nutpie" and kernel_could_sample(design, prior_set)
+        gibbs_ok = sampler == "auto" and gibbs_unavailable(design, prior_set) is None
+        form = choose(design, requested, kernel_evaluates=on_kernel, gibbs_samples=gibbs_ok)
     return build_model(design, prior_set, form=form), prior_set, form
 
 
@@ -107,10 +123,13 @@ def run_design(spec: ModelSpec, design: Design, options: SamplerOptions, *, cond
     ``conditional_u=False`` skips drawing u after a marginal fit (for callers that only
     need β and the variance components, such as :func:`bayes_lmm.fit_many`).
     """
-    sampler = resolve_sampler(options.sampler)
-    model, prior_set, form = build_with_form(spec, design, sampler=sampler)
+    model, prior_set, form = build_with_form(spec, design, sampler=options.sampler)
+    sampler = form.own_sampler or resolve_sampler(options.sampler)
     seed = Seed.resolve(options.random_seed)
-    target = options.target_accept if options.target_accept is not None else default_target_accept(design, form)
+    if sampler == "gibbs":
+        target = float("nan")  # no step size to adapt
+    else:
+        target = options.target_accept if options.target_accept is not None else default_target_accept(design, form)
     # only nutpie keeps compiled models by structure (the key comes from the form's signature)
     cache_key = model_signature(design, prior_set, form) if sampler == "nutpie" else None
     # nutpie samples an exact form through the compiled kernel where it applies: no compilation
@@ -127,9 +146,11 @@ def run_design(spec: ModelSpec, design: Design, options: SamplerOptions, *, cond
         model, sampler=sampler, draws=options.draws, tune=options.tune, chains=options.chains,
         random_seed=seed.integer("chains"), target_accept=float(target), progressbar=options.progressbar,
         cache_key=cache_key, cores=options.cores, kernel=kernel, compile_note=note,
+        gibbs=gibbs_model(design, prior_set) if sampler == "gibbs" else None,
     ))
     # which log-density the sampler evaluated (the compiled kernel is tested equal to the graph)
-    idata.posterior.attrs["log_density"] = "compiled kernel" if kernel is not None else "PyMC graph"
+    idata.posterior.attrs["log_density"] = ("compiled kernel" if kernel is not None else
+                                            GIBBS_LOG_DENSITY if sampler == "gibbs" else "PyMC graph")
     complete(idata, form, design, prior_set, seed, draw_u=conditional_u)
     if "observed_data" not in idata.groups():
         idata.add_groups(observed_data=xr.Dataset({"y": (("obs",), design.y)}))

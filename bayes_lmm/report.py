@@ -46,7 +46,8 @@ def summary(fit, prob: float = 0.95) -> Summary:
         f"  residual R = {residual_words(design.residual)}",
         f"  sampler {fit.sampler}{kernel}, parameterization {fit.parameterization}"
         f"{marginal_form(fit.form, integrates_beta(design, fit.prior_set, fit.form))}, "
-        f"{d.chains} chains × {d.draws // max(d.chains, 1)} draws, target_accept {fit.target_accept:g}",
+        f"{d.chains} chains × {d.draws // max(d.chains, 1)} draws"
+        + ("" if fit.sampler == "gibbs" else f", target_accept {fit.target_accept:g}"),
     ]
     if fit.form.reason:
         lines.append(f"  why this form: {fit.form.reason}")
@@ -65,7 +66,8 @@ def summary(fit, prob: float = 0.95) -> Summary:
     if "residual_correlation" in fit.idata.posterior:
         lines += ["Residual correlation:", fit.residual_structure(prob).round(4).to_string(), ""]
     lines += [
-        f"Diagnostics: {d.divergences} divergences, max R-hat {d.max_rhat:.3f}, "
+        "Diagnostics: " + ("Gibbs sweeps (no divergent transitions to count)" if fit.sampler == "gibbs"
+                           else f"{d.divergences} divergences") + f", max R-hat {d.max_rhat:.3f}, "
         f"min ESS bulk {d.min_ess_bulk:.0f}, tail {d.min_ess_tail:.0f}",
     ]
     lines += [f"  WARNING: {p}" for p in d.problems()]

@@ -1,5 +1,5 @@
-"""One entry point over the NUTS samplers: PyMC's, nutpie's and NumPyro's (through PyMC's JAX
-backend).
+"""One entry point over the samplers: the NUTS of PyMC, nutpie and NumPyro (through PyMC's JAX
+backend), and the blocked Gibbs sampler (:mod:`bayes_lmm.gibbs_sampling`, handed in as a model).
 
 All options are keyword-only and explicit; nothing is read from global state.
 """
@@ -34,7 +34,8 @@ def numpyro_available() -> bool:
 
 
 def resolve_sampler(sampler: str) -> str:
-    """``auto`` → nutpie when installed, else PyMC; an explicit choice is checked."""
+    """``auto`` → nutpie when installed, else PyMC (the fit may still pick the Gibbs sampler:
+    :func:`bayes_lmm.pipeline.build_with_form`); an explicit choice is checked."""
     if sampler == "auto":
         return "nutpie" if nutpie_available() else "pymc"
     if sampler == "nutpie" and not nutpie_available():
@@ -159,14 +160,17 @@ def sample(
     cores: int | None = None,
     kernel=None,
     compile_note: str | None = None,
+    gibbs=None,
 ) -> az.InferenceData:
-    """Run NUTS on ``model`` and return its InferenceData (posterior, sample_stats, observed_data).
+    """Run NUTS on ``model`` (or the Gibbs sampler) and return its InferenceData (posterior,
+    sample_stats, observed_data).
 
     Parameters
     ----------
     model : pm.Model
-    sampler : {"pymc", "nutpie", "numpyro"}
+    sampler : {"pymc", "nutpie", "numpyro", "gibbs"}
     draws, tune, chains : int
+        With ``gibbs``, ``tune`` sweeps are discarded as burn-in.
     random_seed : int or None
         The same seed gives the same draws (bit-identical with PyMC).
     target_accept : float
@@ -186,9 +190,16 @@ def sample(
     compile_note : str, optional
         nutpie only: said once (logger ``bayes_lmm``, level WARNING) when the PyMC graph
         must be compiled, that is, when neither this process nor the disk cache holds it.
+    gibbs : GibbsModel, optional
+        ``gibbs`` only: the design's Gibbs model (:func:`bayes_lmm.gibbs_sampling.gibbs_model`);
+        it samples the posterior of ``model``'s centered graph.
     """
     seed = random_seed if random_seed is not None else int(np.random.SeedSequence().entropy % 2**31)
     cores = cores if cores is not None else max(1, min(chains, os.cpu_count() or 1))
+    if sampler == "gibbs":
+        if gibbs is None:
+            raise ValueError("sampler='gibbs' needs the design's Gibbs model (gibbs=)")
+        return gibbs.sample(draws=draws, tune=tune, chains=chains, random_seed=seed, cores=cores)
     if sampler == "nutpie":
         if kernel is not None:
             from .kernel_sampling import nutpie_model

@@ -26,7 +26,7 @@ PRIOR_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
 _POSITIVE = {"sigma", "nu", "beta", "lam", "alpha", "eta"}
 
 PARAMETERIZATIONS = ("auto", "noncentered", "centered", "marginal")
-SAMPLERS = ("auto", "pymc", "nutpie", "numpyro")
+SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "gibbs")
 CODINGS = ("treatment", "full")
 NEW_GROUPS = ("sample", "zero", "error")
 

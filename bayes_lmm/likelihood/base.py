@@ -55,6 +55,8 @@ class Form(ABC):
 
     #: why :func:`~bayes_lmm.likelihood.registry.choose` picked this form, in words
     reason: str = ""
+    #: the sampler this form brings instead of NUTS (None: NUTS on the form's graph)
+    own_sampler: ClassVar[str | None] = None
 
     def __init__(self, design: Design):
         self.design = design

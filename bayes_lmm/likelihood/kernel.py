@@ -37,7 +37,7 @@ from pathlib import Path
 #: prior family codes of a standard deviation (their order in kernel.c)
 SD_FAMILIES = ("HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "InverseGamma")
 #: the interface version kernel.c reports (``bl_kernel_abi``)
-ABI = 4
+ABI = 5
 _SOURCE = Path(__file__).with_name("kernel.c")
 _BASE_FLAGS = ("-O3", "-shared", "-fPIC", "-std=c99")
 
@@ -230,3 +230,9 @@ class Kernel:
         #: user data of two addresses: the ints and the floats
         self.nutpie_logp = ctypes.cast(lib.bl_nutpie_logp, ctypes.c_void_p).value
         self.nutpie_expand = ctypes.cast(lib.bl_nutpie_expand, ctypes.c_void_p).value
+        schur = lib.bl_gibbs_schur
+        schur.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 5
+        schur.restype = None
+        #: the blocked Gibbs sampler's S = A + diag(add) − B' diag(w) B (lower triangle; see
+        #: :mod:`bayes_lmm.likelihood.gibbs_system`): (r, A, add, m, indptr, indices, data, w, S)
+        self.gibbs_schur = schur
