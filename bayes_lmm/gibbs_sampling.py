@@ -23,7 +23,8 @@ the one seed, so the draws do not depend on how the threads were scheduled.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import arviz as az
@@ -33,6 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from . import gibbs_steps as steps
 from .design import Design
+from .errors import SpecificationError
 from .graph import coords_for
 from .likelihood import kernel
 from .likelihood.gibbs import GibbsForm
@@ -119,10 +121,11 @@ def log_joint(model: GibbsModel, delta, u, sigma, sigma_e, resid) -> float:
     return out + model.log_priors[-1](sigma_e) - system.n * math.log(sigma_e) - 0.5 * float(resid @ resid) / sigma_e**2
 
 
-def run_chain(model: GibbsModel, *, draws: int, tune: int, seed: np.random.SeedSequence) -> dict[str, np.ndarray]:
+def run_chain(model: GibbsModel, *, draws: int, tune: int, seed: np.random.SeedSequence,
+              stop: threading.Event | None = None) -> dict[str, np.ndarray]:
     """One chain: ``tune`` sweeps discarded, then ``draws`` kept; starts at the rough scales
     times exp(U(−1, 1)) (dispersed, so that R-hat can see a chain that has not forgotten its
-    start)."""
+    start). Returns early, with what it has, once ``stop`` is set."""
     rng = np.random.default_rng(seed)
     system, q = model.system, len(model.design.u_labels)
     start = model.scales * np.exp(rng.uniform(-1.0, 1.0, len(model.scales)))
@@ -130,7 +133,17 @@ def run_chain(model: GibbsModel, *, draws: int, tune: int, seed: np.random.SeedS
     out = {"beta": np.empty((draws, system.p)), "sigma": np.empty((draws, len(sigma) + 1)),
            "u": np.empty((draws, q)), "lp": np.empty(draws)}
     for it in range(tune + draws):
-        delta, u, sigma, sigma_e, resid = sweep(model, sigma, sigma_e, rng)
+        if stop is not None and stop.is_set():
+            break
+        try:
+            delta, u, sigma, sigma_e, resid = sweep(model, sigma, sigma_e, rng)
+        except np.linalg.LinAlgError:
+            names = list(model.design.components) + ["Residual"]
+            at = ", ".join(f"{n} = {s:.3g}" for n, s in zip(names, np.append(sigma, sigma_e)))
+            raise SpecificationError(
+                f"the Gibbs sampler met a singular system at {at}: a component's columns are collinear with "
+                "X or another component and its σ drifted far out; give that σ a tighter prior, or use "
+                "sampler='nutpie'") from None
         if it >= tune:
             i = it - tune
             out["beta"][i] = system.beta0 + delta
@@ -147,8 +160,19 @@ def sample_gibbs(model: GibbsModel, *, draws: int, tune: int, chains: int, rando
     InferenceData of the centered graph's variables: ``beta``, ``sigma``, ``u`` and each
     block's ``u_<key>``, with the log joint density ``lp`` in ``sample_stats``."""
     seeds = np.random.SeedSequence(random_seed).spawn(chains)
+    stop = threading.Event()
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=max(1, cores)) as pool:
-        results = list(pool.map(lambda s: run_chain(model, draws=draws, tune=tune, seed=s), seeds))
+        futures = [pool.submit(run_chain, model, draws=draws, tune=tune, seed=s, stop=stop) for s in seeds]
+        try:
+            pending = futures
+            while pending:
+                done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+                if any(f.exception() is not None for f in done):
+                    stop.set()  # one chain failed: the others need not run on
+        except BaseException:  # KeyboardInterrupt in a notebook: stop the chains, do not wait them out
+            stop.set()
+            raise
+        results = [f.result() for f in futures]
     stacked = {k: np.stack([r[k] for r in results]) for k in results[0]}
     return as_inference_data(model.design, stacked)
 

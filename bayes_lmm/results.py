@@ -87,7 +87,7 @@ class Fit:
         self.parameterization = parameterization
         self.sampler = sampler
         self.target_accept = target_accept
-        self.form = form if form is not None else form_of(design, parameterization)
+        self.form = form if form is not None else form_of(design, parameterization, sampler)
         self.seed = seed if seed is not None else Seed.resolve(None if options is None else options.random_seed)
         self._diagnostics: Diagnostics | None = None  # a memo: the draws never change
         self._high_pareto_k: tuple = ()  # rows loo() found influential
@@ -373,7 +373,8 @@ class Fit:
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> Diagnostics:
         """Divergences, max R-hat and min bulk/tail ESS over β, σ, correlations and u (u only
-        for the latent parameterizations: after a marginal fit u is an exact conditional draw).
+        where NUTS sampled it: after a marginal fit, and in each Gibbs sweep, u is an exact
+        draw given θ, so its mixing is θ's).
 
         For a rank-deficient X (the notes' full coding) β enters through its estimable
         functions: the distinct rows of Xβ. Also: the components of factors with one
@@ -382,7 +383,7 @@ class Fit:
         with Pareto k > 0.7 (see :class:`bayes_lmm.diagnostics.Diagnostics`).
         """
         if self._diagnostics is None:
-            self._diagnostics = diagnose(self.idata, self.design, judge_u=self.form.samples_u,
+            self._diagnostics = diagnose(self.idata, self.design, judge_u=self.form.u_mixes_alone,
                                          target_accept=self.target_accept)
         return dataclasses.replace(self._diagnostics, high_pareto_k=self._high_pareto_k)
 

@@ -1,13 +1,16 @@
 """Simulation-based calibration of the shipped templates (seedling and dyestuff cards), of
 one correlated residual structure (``ar1``: AR(1) within subject plus a random intercept,
-12 subjects × 5 visits with gaps; :func:`ar1_template`) and of a 3×3 correlated block
-(``k3``: ``y ~ m + (m|g)``, 8 groups × 3 levels of m × 3 replicates; :func:`k3_template`).
+12 subjects × 5 visits with gaps; :func:`ar1_template`), of a 3×3 correlated block
+(``k3``: ``y ~ m + (m|g)``, 8 groups × 3 levels of m × 3 replicates; :func:`k3_template`) and of
+the blocked Gibbs sampler (``gibbs``: crossed intercepts and an uncorrelated slope, 30 × 12
+levels; :func:`gibbs_template`).
 
 Usage (from the project root):
 
     python benchmarks/sbc.py                      # 200 replications per template
     python benchmarks/sbc.py --templates ar1      # the residual structure only
     python benchmarks/sbc.py --templates k3       # the 3×3 correlated block (LKJ through its CPCs)
+    python benchmarks/sbc.py --templates gibbs    # the blocked Gibbs sampler (sampler="gibbs")
     python benchmarks/sbc.py --replications 50 --out sbc_out
 
 Each replication draws (β, σ, σ_e) and y from the priors below, fits y with the library's
@@ -37,6 +40,7 @@ PRIORS = {
             "residual_correlation": bl.LKJ(2.0)},
     "k3": {"fixed": bl.Normal(0, 2), "random": bl.HalfNormal(1), "Residual": bl.HalfNormal(0.5),
            "correlation": bl.LKJ(2.0)},
+    "gibbs": {"fixed": bl.Normal(0, 2), "random": bl.HalfNormal(1), "Residual": bl.HalfNormal(1)},
 }
 
 
@@ -63,6 +67,19 @@ def k3_template():
     return "y ~ m + (m|g)", pd.DataFrame(rows).assign(y=np.random.default_rng(3).normal(size=len(rows)))
 
 
+def gibbs_template():
+    """(formula, data) of the Gibbs template: factors a (30 levels) and b (12) crossed at
+    random over 240 rows, a covariate x with a random slope on b uncorrelated with b's
+    intercepts; sampled with ``sampler="gibbs"``."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(23)
+    data = pd.DataFrame({"a": [f"a{i}" for i in rng.integers(0, 30, 240)],
+                         "b": [f"b{i}" for i in rng.integers(0, 12, 240)], "x": rng.normal(size=240)})
+    return "y ~ x + (1|a) + (1|b) + (0 + x||b)", data.assign(y=rng.normal(size=240))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--replications", type=int, default=200)
@@ -80,6 +97,8 @@ def main() -> None:
             extra = dict(residual=residual)
         elif name == "k3":
             (formula, data), extra = k3_template(), {}
+        elif name == "gibbs":
+            (formula, data), extra = gibbs_template(), {"sampler": "gibbs"}
         else:
             card = load_card(ROOT / "models" / f"{name}.toml")
             formula, data, extra = card.formula, card.load_data(), dict(coding=card.coding, factors=card.factors)

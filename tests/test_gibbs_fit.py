@@ -118,3 +118,21 @@ def test_a_gibbs_fit_reads_back_predicts_and_compares(tmp_path, wide_fit, wide):
     assert np.isfinite(loo.elpd_loo)
     # the Gibbs sampler's own record: log joint density and the sampler in the trace's attrs
     assert "lp" in wide_fit.idata.sample_stats and "diverging" not in wide_fit.idata.sample_stats
+
+
+def test_a_singular_location_step_is_a_clear_error(small_crossed, monkeypatch):
+    """A chain that meets a singular system stops every chain and names the σ's it was at."""
+    import bayes_lmm.gibbs_sampling as gs
+
+    design = bl.design_from_formula("y ~ x + (1|a) + (1|b)", small_crossed)
+    model = gibbs_model(design, resolve_priors({}, design))
+    calls = []
+
+    def singular(*args, **kwargs):
+        calls.append(1)
+        raise np.linalg.LinAlgError("not positive definite")
+
+    monkeypatch.setattr(gs, "sweep", singular)
+    with pytest.raises(bl.SpecificationError, match=r"singular system at 1\|a = .*, Residual = .*tighter prior"):
+        sample_gibbs(model, draws=50, tune=50, chains=4, random_seed=1, cores=2)
+    assert len(calls) <= 4

@@ -1,5 +1,8 @@
 """Simulation-based calibration: a small version of benchmarks/sbc.py with a loose bound."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -60,6 +63,25 @@ def test_ar1_residual_template_is_calibrated():
     table = res.table().set_index("parameter")
     assert list(table.index) == ["beta[Intercept]", "beta[x]", "sigma[1|subject]", "sigma[Residual]",
                                  "residual_correlation[rho]"]
+    assert res.failures == 0
+    assert table["coverage_90"].between(0.7, 1.0).all(), table
+    assert table["coverage_50"].between(0.2, 0.8).all(), table
+    assert (table["p_value"] > 0.001).all(), table
+
+
+@pytest.mark.slow
+def test_gibbs_sampler_is_calibrated():
+    """benchmarks/sbc.py's ``gibbs`` template (crossed intercepts and an uncorrelated slope,
+    sampler="gibbs"), 30 replications here."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from sbc import PRIORS, gibbs_template
+
+    formula, data = gibbs_template()
+    res = simulation_based_calibration(formula, data, priors=PRIORS["gibbs"], sampler="gibbs", replications=30,
+                                       draws=300, tune=200, chains=2, random_seed=6)
+    table = res.table().set_index("parameter")
+    assert list(table.index) == ["beta[Intercept]", "beta[x]", "sigma[1|a]", "sigma[1|b]", "sigma[x|b]",
+                                 "sigma[Residual]"]
     assert res.failures == 0
     assert table["coverage_90"].between(0.7, 1.0).all(), table
     assert table["coverage_50"].between(0.2, 0.8).all(), table

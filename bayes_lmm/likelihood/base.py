@@ -52,6 +52,9 @@ class Form(ABC):
     name: ClassVar[str]
     parameterization: ClassVar[str]
     samples_u: ClassVar[bool]
+    #: whether u's draws have a mixing of their own to judge (False where every draw of u is
+    #: an exact draw given that draw's θ: the exact forms, the Gibbs sampler's joint step)
+    u_mixes_alone: ClassVar[bool]
 
     #: why :func:`~bayes_lmm.likelihood.registry.choose` picked this form, in words
     reason: str = ""
@@ -148,6 +151,7 @@ class ExactForm(Form):
 
     parameterization = "marginal"
     samples_u = False
+    u_mixes_alone = False
 
     def __init__(self, design: Design, stats: Centred):
         super().__init__(design)

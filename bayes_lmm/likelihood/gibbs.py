@@ -32,6 +32,8 @@ class GibbsForm(Centered):
 
     name = "gibbs"
     own_sampler = "gibbs"
+    # u is drawn jointly with β given each sweep's θ, then rescaled with σ: its mixing is θ's
+    u_mixes_alone = False
 
     @staticmethod
     def why_not(design: Design) -> str | None:

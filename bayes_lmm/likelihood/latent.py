@@ -21,6 +21,7 @@ from .residual_logp import signature as residual_signature
 
 class LatentForm(Form):
     samples_u = True
+    u_mixes_alone = True
 
     @classmethod
     def applies(cls, design: Design) -> bool:

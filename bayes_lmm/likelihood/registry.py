@@ -140,7 +140,9 @@ def _because(form: Form, reason: str) -> Form:
     return form
 
 
-def form_of(design: Design, parameterization: str) -> Form:
-    """The form of a fit read back, from the parameterization it reports (a per-factor
-    ``"mixed"`` choice is ``auto``'s, remade from the same data)."""
+def form_of(design: Design, parameterization: str, sampler: str | None = None) -> Form:
+    """The form of a fit read back, from the parameterization and sampler it reports (a
+    per-factor ``"mixed"`` choice is ``auto``'s, remade from the same data)."""
+    if sampler == "gibbs":
+        return GibbsForm(design)
     return choose(design, parameterization if parameterization in ("marginal", *LATENT_FORMS) else "auto")
