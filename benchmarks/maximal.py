@@ -154,6 +154,26 @@ def run_bayes_lmm(formula, data):
                  "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
 
 
+KB07_BETA = {"Intercept": 2180.0, "a": -70.0, "b": 330.0, "c": 75.0, "a:b": -10.0, "a:c": 20.0, "b:c": -5.0,
+             "a:b:c": 15.0}
+
+
+def kb07_recovered(fit):
+    """Each true β and SD of kb07_like with its 95% interval and whether it lies inside."""
+    fe, vc = fit.fixed_effects(), fit.variance_components()
+    rows = {}
+    for name, value in KB07_BETA.items():
+        rows[name] = [value, round(float(fe.loc[name, "lower"]), 1), round(float(fe.loc[name, "upper"]), 1)]
+    for group in ("subj", "item"):
+        for coef, value in zip(["1", "a", "b", "c"], KB07_TRUTH[group][0]):
+            name = f"{coef}|{group}"
+            rows[name] = [value, round(float(vc.loc[name, "sd_lower"]), 1), round(float(vc.loc[name, "sd_upper"]), 1)]
+    rows["Residual"] = [KB07_TRUTH["Residual"], round(float(vc.loc["Residual", "sd_lower"]), 1),
+                        round(float(vc.loc["Residual", "sd_upper"]), 1)]
+    outside = [k for k, (v, lo, hi) in rows.items() if not lo <= v <= hi]
+    return {"inside": f"{len(rows) - len(outside)} of {len(rows)}", "outside": outside, "values": rows}
+
+
 def reml_inside(fit, formula, data):
     """bl.reml's time, and whether each REML SD (bayes_lmm's and lme4's) is inside the 95% interval."""
     import bayes_lmm as bl
@@ -206,6 +226,8 @@ def main() -> None:
         row = {"bayes_lmm": mine}
         if name == "crossed70k":
             row["reml"] = reml_inside(fit, formula, data)
+        if name == "kb07":
+            row["truth"] = kb07_recovered(fit)
         print(json.dumps({name: row}, indent=1), flush=True)
         if not args.no_peer:
             peer = run_peer(fit, args.peer_draws, args.peer_tune)
