@@ -48,14 +48,14 @@ class Factorization:
 
 @dataclass(frozen=True, eq=False)
 class Component:
-    """One variance component's columns of Z: ``Z`` (n × levels, CSR) and where its entries
-    sit in the design's u (``u_index``, one per level)."""
+    """One variance component's columns of Z: ``Z`` (n × levels, CSR), where its entries sit
+    in the design's u (``u_index``, one per level) and whether each row has at most one level
+    (``by_row``: then Z'Z is diagonal and the component can be solved out level by level)."""
 
     name: str
     Z: sparse.csr_matrix
     u_index: np.ndarray
-    #: for a one-level-per-row component: (level of each row, value of each row), else None
-    rows: tuple[np.ndarray, np.ndarray] | None
+    by_row: bool
 
     @property
     def n_levels(self) -> int:
@@ -71,28 +71,19 @@ def components(design: Design) -> list[Component]:
         for c, name in enumerate(blk.components):
             u_index = offset + np.arange(L) * k + c
             if blk.dense is not None:
-                Z, rows = sparse.csr_matrix(np.asarray(blk.dense, float)), None
+                Z = sparse.csr_matrix(np.asarray(blk.dense, float))
             else:
-                values = np.asarray(blk.values[:, c], float)
-                Z = sparse.csr_matrix((values, (np.arange(n), blk.index)), shape=(n, L))
-                rows = (np.asarray(blk.index, np.int64), values)
+                Z = sparse.csr_matrix((np.asarray(blk.values[:, c], float), (np.arange(n), blk.index)), shape=(n, L))
             Z.eliminate_zeros()
-            out.append(Component(name, Z, u_index, rows))
+            out.append(Component(name, Z, u_index, by_row=blk.dense is None))
         offset += L * k
     return out
 
 
 def eliminated(comps: list[Component]) -> int | None:
     """The component solved out level by level: one level per row, the most levels."""
-    candidates = [j for j, c in enumerate(comps) if c.rows is not None]
+    candidates = [j for j, c in enumerate(comps) if c.by_row]
     return max(candidates, key=lambda j: comps[j].n_levels) if candidates else None
-
-
-def remainder(design: Design) -> int:
-    """r: the columns left to the dense Cholesky (p plus the other components' levels)."""
-    comps = components(design)
-    e = eliminated(comps)
-    return design.p + sum(c.n_levels for j, c in enumerate(comps) if j != e)
 
 
 class LocationSystem:
@@ -203,9 +194,3 @@ class LocationSystem:
         for comp, u_c in zip(self.comps, u):
             out = out + comp.Z @ u_c
         return out
-
-    def cost(self) -> float:
-        """Multiply-adds per location step: r³/3 for the Cholesky, Σ nnz_l²/2 for B'D⁻¹B."""
-        pairs = 0.0 if self.e is None else float((np.diff(self.B.indptr).astype(float) ** 2).sum() / 2)
-        return self.r**3 / 3 + pairs + 2 * self.r**2
-
