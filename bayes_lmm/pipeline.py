@@ -105,10 +105,10 @@ def build_with_form(spec: ModelSpec, design: Design, *, parameterization: str | 
     prior_set = resolve_priors(spec.prior_overrides, design)
     requested = parameterization or spec.parameterization
     if sampler == "gibbs":
-        why = gibbs_unavailable(design, prior_set)
+        form = gibbs_form(design, requested)  # the parameterization and the design
+        why = gibbs_unavailable(design, prior_set)  # and the priors
         if why is not None:
             raise SpecificationError(f"sampler='gibbs' cannot sample this model: {why}")
-        form = gibbs_form(design, requested)
     else:
         on_kernel = resolve_sampler(sampler) == "nutpie" and kernel_could_sample(design, prior_set)
         gibbs_ok = sampler == "auto" and gibbs_unavailable(design, prior_set) is None
