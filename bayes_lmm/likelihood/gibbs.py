@@ -14,8 +14,8 @@ from ..design import Design
 from .latent import Centered
 
 #: the largest remainder ``auto`` hands to the Gibbs sampler: a sweep costs r³/3 (r = 1,143:
-#: 25 ms per chain per sweep on one core, 100 s for 4 × 2,000 sweeps on 2 cores; r = 2,000
-#: about 5× that)
+#: 23 ms per chain per sweep on one core, 100 s for 4 × 2,000 sweeps on 2 cores, measured;
+#: r = 2,000 would be about 5× that by the r³ scaling, not measured)
 GIBBS_Q_MAX = 2000
 
 

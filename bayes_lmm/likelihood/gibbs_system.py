@@ -36,17 +36,6 @@ from . import lapack
 
 
 @dataclass(frozen=True, eq=False)
-class Factorization:
-    """S = LL' at θ (L in the lower triangle of ``L``), the forward solve L⁻¹c, the weights
-    D⁻¹ of the eliminated levels (or None) and σ_e."""
-
-    L: np.ndarray
-    forward: np.ndarray
-    w: np.ndarray | None
-    sigma_e: float
-
-
-@dataclass(frozen=True, eq=False)
 class Component:
     """One variance component's columns of Z: ``Z`` (n × levels, CSR), where its entries sit
     in the design's u (``u_index``, one per level) and whether each row has at most one level
@@ -100,7 +89,7 @@ class LocationSystem:
     """
 
     def __init__(self, design: Design, beta_mu: np.ndarray, beta_sd: np.ndarray, *, schur=None):
-        X = np.asarray(design.X, float)
+        self.X = X = np.asarray(design.X, float)
         self.n, self.p = design.n, design.p
         self.beta0 = np.linalg.lstsq(X, design.y, rcond=None)[0] if self.p else np.zeros(0)
         self.y = design.y - X @ self.beta0
@@ -163,34 +152,25 @@ class LocationSystem:
             raise np.linalg.LinAlgError("the location step's Schur complement is not positive definite")
         return S, rhs, w
 
-    def factorization(self, sigma: np.ndarray, sigma_e: float) -> Factorization:
-        """:meth:`factor` with the forward solve L⁻¹c."""
-        L, c, w = self.factor(sigma, sigma_e)
-        lapack.solve_lower(L, c)
-        return Factorization(L=L, forward=c, w=w, sigma_e=sigma_e)
-
     def draw(self, sigma: np.ndarray, sigma_e: float, noise_rest: np.ndarray, noise_eliminated: np.ndarray | None
              ) -> tuple[np.ndarray, list[np.ndarray]]:
         """(δ = β − β₀, [u_c per component]) drawn from the conditional given θ, with the
         standard normal vectors given (length r and the eliminated component's levels): the
         draw is linear in them, so a zero noise gives the conditional mean."""
-        return self.draw_from(self.factorization(sigma, sigma_e), noise_rest, noise_eliminated)
-
-    def draw_from(self, f: Factorization, noise_rest: np.ndarray, noise_eliminated: np.ndarray | None
-                  ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """:meth:`draw` from a :meth:`factorization` at θ."""
-        x = f.forward + f.sigma_e * noise_rest
-        lapack.solve_lower(f.L, x, transposed=True)
+        L, x, w = self.factor(sigma, sigma_e)
+        lapack.solve_lower(L, x)
+        x += sigma_e * noise_rest
+        lapack.solve_lower(L, x, transposed=True)
         u = [None] * len(self.comps)
         for j, cols in self.columns.items():
             u[j] = x[cols].copy()
         if self.e is not None:
-            u[self.e] = f.w * (self.ZEty - self.B @ x) + f.sigma_e * np.sqrt(f.w) * noise_eliminated
+            u[self.e] = w * (self.ZEty - self.B @ x) + sigma_e * np.sqrt(w) * noise_eliminated
         return x[: self.p].copy(), u
 
     def fitted(self, delta: np.ndarray, u: list[np.ndarray]) -> np.ndarray:
         """Xδ + Σ_c Z_c u_c (in the centred units of ``self.y``)."""
-        out = self.W[:, : self.p] @ delta if self.p else np.zeros(self.n)
+        out = self.X @ delta if self.p else np.zeros(self.n)
         for comp, u_c in zip(self.comps, u):
             out = out + comp.Z @ u_c
         return out
